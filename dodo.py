@@ -1,0 +1,33 @@
+"""doit entry point: a thin map from pipeline.yaml to tasks (logic: kokoro_build/tasks.py).
+
+    doit                         build pipeline.yaml
+    doit config=recipes/x.yaml   build another config
+    doit list --all              show every task
+"""
+import sys
+
+from doit import get_var
+
+from kokoro_build.config import ConfigError, load_config
+from kokoro_build.tasks import artifacts_dir, generate_tasks
+
+CONFIG_PATH = get_var("config", "pipeline.yaml")
+
+try:
+    CONFIG = load_config(CONFIG_PATH)
+except ConfigError as error:
+    print(error, file=sys.stderr)
+    sys.exit(1)
+
+OUT = artifacts_dir(CONFIG, CONFIG_PATH)
+OUT.mkdir(parents=True, exist_ok=True)  # doit keeps its state db in here
+
+DOIT_CONFIG = {
+    "dep_file": str(OUT / ".doit.db"),
+    "default_tasks": ["weights", *CONFIG.stages],
+    "verbosity": 2,
+}
+
+
+def task_kokoro():
+    yield from generate_tasks(CONFIG, CONFIG_PATH)

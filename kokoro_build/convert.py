@@ -1,0 +1,77 @@
+"""Convert one traced stage to a Core ML ML Program package."""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from .package import atomic_path, digest_path, tree_digest, write_digest, write_json
+
+PRECISIONS = {"fp16": "FLOAT16", "fp32": "FLOAT32"}
+COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU",
+                 "cpu_and_ne": "CPU_AND_NE"}
+
+
+def convert_traced(traced_path: str, export_info: dict, precision: str, compute_units: str,
+                   deployment: str):
+    """The in-memory MLModel for a traced stage."""
+    import coremltools as ct
+    import numpy as np
+    import torch
+
+    from .surgery.aten_aliases import torch_op_aliases
+
+    traced = torch.jit.load(traced_path)
+    inputs = [ct.TensorType(name=s["name"], shape=tuple(s["shape"]), dtype=np.float32)
+              for s in export_info["inputs"]]
+    outputs = [ct.TensorType(name=s["name"]) for s in export_info["outputs"]]
+    with torch_op_aliases():
+        return ct.convert(traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
+                          minimum_deployment_target=getattr(ct.target, deployment),
+                          compute_precision=getattr(ct.precision, PRECISIONS[precision]),
+                          compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))
+
+
+def op_census(mlmodel) -> dict[str, int]:
+    """Op type -> count over every function and nested block of the program."""
+    counts: Counter = Counter()
+
+    def walk(block):
+        for op in block.operations:
+            counts[op.op_type] += 1
+            for inner in op.blocks:
+                walk(inner)
+
+    for function in mlmodel._mil_program.functions.values():
+        walk(function)
+    return dict(sorted(counts.items()))
+
+
+def convert_stage(traced_path: str, precision: str, compute_units: str, deployment: str,
+                  out_path: str, report_path: str) -> None:
+    """doit action: .mlpackage, then its report, then its digest (written last:
+    downstream tasks depend on it)."""
+    start = time.time()
+    export_info = json.loads(digest_path(traced_path).read_text())
+    label = f"{export_info['kind']} {export_info['sizes']}"
+    print(f"convert {label}: ct.convert {precision} {deployment}", flush=True)
+    mlmodel = convert_traced(traced_path, export_info, precision, compute_units, deployment)
+    with atomic_path(out_path) as tmp:
+        mlmodel.save(str(tmp))
+    seconds = time.time() - start
+    digest = tree_digest(out_path)
+    report = {
+        "artifact": Path(out_path).name, "kind": export_info["kind"], "sizes": export_info["sizes"],
+        "inputs": export_info["inputs"], "outputs": export_info["outputs"],
+        "precision": precision, "compute_units": compute_units, "deployment": deployment,
+        "passes": export_info["passes"], "op_census": op_census(mlmodel),
+        "bytes": digest["bytes"], "sha256": digest["sha256"],
+        "seconds": {"export": export_info["seconds"], "convert": round(seconds, 1)},
+        "provenance": export_info["provenance"],
+    }
+    write_json(report_path, report)
+    write_digest(out_path, digest, kind=export_info["kind"], sizes=export_info["sizes"],
+                 report=Path(report_path).name)
+    print(f"convert {label}: {digest['bytes'] / 1e6:.1f} MB in {seconds:.0f} s -> {Path(out_path).name}",
+          flush=True)

@@ -1,0 +1,49 @@
+"""Export one stage at one shape: load weights, run surgery, trace to TorchScript."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .package import atomic_path, write_digest
+
+
+def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list,
+                  voice: str):
+    """(surgered module, example inputs, stage, surgery records) for one shape."""
+    from .source.kmodel import build_kmodel
+    from .source.weights import load_weights
+    from .stages import get_stage_kind
+    from .surgery import apply_passes
+
+    blob = load_weights(weights_path)
+    stage = get_stage_kind(kind)(blob["config"])
+    kmodel = build_kmodel(blob["config"], blob["state_dict"])
+    module = stage.build_module(kmodel)
+    voice_pack = blob["voices"][voice]
+    result = apply_passes(module, passes, stage.example_inputs(stage.parity_sizes(sizes), voice_pack))
+    inputs = stage.example_inputs(sizes, voice_pack)
+    return result.module, inputs, stage, result.records, blob["provenance"]
+
+
+def export_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list,
+                 voice: str, out_path: str) -> None:
+    """doit action: write a traced TorchScript file and its digest (with surgery records)."""
+    import torch
+
+    start = time.time()
+    label = f"{kind} {sizes}"
+    print(f"export {label}: surgery ({len(passes)} passes)", flush=True)
+    module, inputs, stage, records, provenance = prepare_stage(weights_path, kind, sizes, passes, voice)
+    for r in records:
+        print(f"  {r.id}: {r.sites} sites, {r.psnr_db:.1f} dB", flush=True)
+    print(f"export {label}: tracing", flush=True)
+    with torch.no_grad():
+        traced = torch.jit.trace(module, inputs, check_trace=False)
+    with atomic_path(out_path) as tmp:
+        torch.jit.save(traced, str(tmp))
+    write_digest(out_path, kind=kind, sizes=sizes,
+                 inputs=[s.as_dict() for s in stage.inputs(sizes)],
+                 outputs=[s.as_dict() for s in stage.outputs(sizes)],
+                 passes=[r.as_dict() for r in records], provenance=provenance,
+                 seconds=round(time.time() - start, 1))
+    print(f"export {label}: done in {time.time() - start:.0f} s -> {Path(out_path).name}", flush=True)

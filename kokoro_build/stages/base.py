@@ -1,0 +1,68 @@
+"""The stage-kind registry and the interface every kind implements."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+_KINDS: dict[str, type["StageKind"]] = {}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+class StageKind:
+    """One split of the model. Subclasses are registered with @register_stage."""
+
+    kind: ClassVar[str]
+    # Surgery applied when the stage config names none: the minimum to convert.
+    default_passes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, model_config: dict):
+        self.model_config = model_config
+
+    def build_module(self, kmodel):
+        """The torch module for this split, taken from a loaded KModel."""
+        raise NotImplementedError
+
+    def inputs(self, sizes: dict[str, int]) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    def outputs(self, sizes: dict[str, int]) -> list[TensorSpec]:
+        raise NotImplementedError
+
+    def parity_sizes(self, sizes: dict[str, int]) -> dict[str, int]:
+        """Sizes for surgery parity checks: big enough for the metrics to mean something."""
+        return sizes
+
+    def example_inputs(self, sizes: dict[str, int], voice_pack, seed: int = 0) -> tuple:
+        """Fixed-seed, realistic inputs for tracing and parity."""
+        raise NotImplementedError
+
+
+def register_stage(kind: str):
+    def decorate(cls):
+        if kind in _KINDS:
+            raise ValueError(f"stage kind {kind!r} is already registered")
+        cls.kind = kind
+        _KINDS[kind] = cls
+        return cls
+    return decorate
+
+
+def stage_kinds() -> dict[str, type[StageKind]]:
+    from . import vocoder  # noqa: F401  (registers)
+    return dict(_KINDS)
+
+
+def get_stage_kind(kind: str) -> type[StageKind]:
+    kinds = stage_kinds()
+    if kind not in kinds:
+        raise KeyError(f"unknown stage kind {kind!r}; known: {', '.join(kinds)}")
+    return kinds[kind]

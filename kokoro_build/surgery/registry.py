@@ -1,0 +1,152 @@
+"""The surgery pass registry and the pass pipeline with its parity gate.
+
+A pass is a small class that rewrites a torch module in place and declares
+how close to the original the result must stay. The pipeline applies a
+stage's passes in order and, after each one, measures parity against the
+untouched original on fixed-seed inputs.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+_PASSES: dict[str, type["SurgeryPass"]] = {}
+
+
+class SurgeryError(RuntimeError):
+    pass
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SurgeryPass:
+    """Base class. Subclasses set `id` via @register_pass and implement `apply`."""
+
+    id: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    # Exact rewrites must keep >= 60 dB PSNR at fp32; approximations lower it.
+    min_psnr_db: ClassVar[float] = 60.0
+    # Ids that must already have run on the module.
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: BaseModel | None = None):
+        self.options = options or self.Options()
+
+    def apply(self, module) -> int:
+        """Rewrite `module` in place; return how many sites were changed."""
+        raise NotImplementedError
+
+
+def register_pass(pass_id: str) -> Callable[[type[SurgeryPass]], type[SurgeryPass]]:
+    if "::" not in pass_id:
+        raise ValueError(f"pass id {pass_id!r} must be namespaced, like 'kokoro::name'")
+
+    def decorate(cls: type[SurgeryPass]) -> type[SurgeryPass]:
+        if pass_id in _PASSES:
+            raise ValueError(f"surgery pass {pass_id!r} is already registered")
+        cls.id = pass_id
+        _PASSES[pass_id] = cls
+        return cls
+    return decorate
+
+
+def registered_passes() -> dict[str, type[SurgeryPass]]:
+    from . import passes  # noqa: F401  (registers the built-in passes)
+    return dict(_PASSES)
+
+
+def make_pass(pass_id: str, options: dict | None = None) -> SurgeryPass:
+    passes = registered_passes()
+    if pass_id not in passes:
+        raise SurgeryError(f"unknown surgery pass {pass_id!r}; known: {', '.join(sorted(passes))}")
+    cls = passes[pass_id]
+    return cls(cls.Options(**(options or {})))
+
+
+@dataclass
+class PassRecord:
+    id: str
+    options: dict
+    sites: int
+    psnr_db: float
+    max_abs_err: float
+    min_psnr_db: float
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v)
+                for k, v in self.__dict__.items()}
+
+
+@dataclass
+class SurgeryResult:
+    module: object
+    records: list[PassRecord] = field(default_factory=list)
+
+
+def psnr_db(reference, candidate) -> tuple[float, float]:
+    """PSNR of `candidate` against `reference` (peak = max |reference|), and max-abs error."""
+    import torch
+    ref, cand = reference.detach().double(), candidate.detach().double()
+    if ref.shape != cand.shape:
+        raise SurgeryError(f"output shape changed: {tuple(ref.shape)} -> {tuple(cand.shape)}")
+    err = (ref - cand).abs()
+    max_abs = float(err.max()) if err.numel() else 0.0
+    mse = float((err ** 2).mean()) if err.numel() else 0.0
+    peak = float(ref.abs().max()) if ref.numel() else 0.0
+    if not math.isfinite(mse):
+        return -math.inf, math.inf
+    if mse == 0.0:
+        return math.inf, 0.0
+    return 10 * math.log10(max(peak, 1e-12) ** 2 / mse), max_abs
+
+
+def run_seeded(module, inputs: tuple, seed: int = 0):
+    """Forward with a fixed RNG seed, so modules with noise ops stay comparable."""
+    import torch
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = module(*inputs)
+    return out if isinstance(out, (tuple, list)) else (out,)
+
+
+def measure_parity(surgery: SurgeryPass, sites: int, reference, outputs) -> PassRecord:
+    """Worst PSNR (and its max-abs error) over the module's outputs."""
+    worst = min((psnr_db(r, c) for r, c in zip(reference, outputs)), key=lambda p: p[0])
+    return PassRecord(surgery.id, surgery.options.model_dump(), sites, worst[0], worst[1],
+                      surgery.min_psnr_db)
+
+
+def check_gate(record: PassRecord) -> None:
+    if not record.psnr_db >= record.min_psnr_db:
+        raise SurgeryError(f"{record.id}: parity {record.psnr_db:.1f} dB (max abs err "
+                           f"{record.max_abs_err:.3g}) is below its {record.min_psnr_db:.0f} dB gate")
+
+
+def apply_passes(module, pass_specs: list[tuple[str, dict]], inputs: tuple) -> SurgeryResult:
+    """Apply passes in order to a copy of `module`, gating each one on parity.
+
+    `pass_specs` is [(id, options)]; `inputs` are fixed example inputs.
+    """
+    original = module
+    reference = run_seeded(original, inputs)
+    work = copy.deepcopy(module).eval()
+    done: list[str] = []
+    result = SurgeryResult(work)
+    for pass_id, options in pass_specs:
+        surgery = make_pass(pass_id, options)
+        missing = [r for r in surgery.requires if r not in done]
+        if missing:
+            raise SurgeryError(f"{pass_id} must run after {', '.join(missing)}")
+        sites = surgery.apply(work)
+        outputs = run_seeded(work, inputs)
+        record = measure_parity(surgery, sites, reference, outputs)
+        result.records.append(record)
+        check_gate(record)
+        done.append(pass_id)
+    return result

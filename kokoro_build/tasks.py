@@ -1,0 +1,125 @@
+"""pipeline.yaml -> doit task dicts. Describes work only: no torch/coremltools here.
+
+Per stage and shape, two steps (each a task):
+  <stage>:<shape>.export   surgery + trace   -> _work/<stage>/<shape>.traced.pt (+ digest)
+  <stage>:<shape>.convert  ct.convert        -> <stage>/<shape>.mlpackage (+ digest, report)
+fed by one `weights` task. Each task's `uptodate` watches only the config
+slice it reads, and its `file_dep` lists upstream digests plus the code it runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from doit.tools import config_changed
+
+from .config import PipelineConfig, StageConfig
+from .package import digest_path, remove_targets
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+LOCK_FILES = [PACKAGE_DIR.parent / "requirements" / n for n in ("lock.txt", "nodeps.txt")]
+
+
+def code_files(*patterns: str) -> list[str]:
+    """Source files (globs relative to kokoro_build/) a step runs, plus the dependency pins."""
+    files = {p for pattern in patterns for p in PACKAGE_DIR.glob(pattern) if p.is_file()}
+    files |= {PACKAGE_DIR / "package.py"} | {p for p in LOCK_FILES if p.exists()}
+    return sorted(str(p) for p in files)
+
+
+WEIGHTS_CODE = ("source/*.py", "source/data/*.json")
+EXPORT_CODE = ("export.py", "stages/*.py", "surgery/*.py", "surgery/passes/*.py",
+               "source/kmodel.py", "source/weights.py")
+CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py")
+
+
+def artifacts_dir(config: PipelineConfig, config_path: str | Path) -> Path:
+    return Path(config_path).resolve().parent / "artifacts" / config.name
+
+
+def shape_points(stage: StageConfig) -> list[dict[str, int]]:
+    """One size assignment per artifact. Buckets give one artifact each."""
+    points: list[dict[str, int]] = [{}]
+    for dim, spec in stage.shapes.items():
+        points = [{**p, dim: size} for p in points for size in spec.sizes]
+    return points
+
+
+def shape_label(sizes: dict[str, int]) -> str:
+    return "-".join(f"{dim}_{size}" for dim, size in sizes.items())
+
+
+def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[dict]:
+    out = artifacts_dir(config, config_path)
+    weights = out / "weights" / "kokoro.pt"
+    model_slice = config.model.model_dump(mode="json")
+    yield {
+        "basename": "weights",
+        "doc": f"Kokoro weights from source {config.model.source.kind} -> {weights.relative_to(out)}",
+        "actions": [(_action("kokoro_build.source.weights:build_weights"), [model_slice, str(weights)])],
+        "file_dep": code_files(*WEIGHTS_CODE),
+        "targets": [str(weights), str(digest_path(weights))],
+        "uptodate": [config_changed(model_slice)],
+        "clean": [remove_targets],
+    }
+    for stage_name, stage in config.stages.items():
+        yield from _stage_tasks(config, stage_name, stage, out, weights)
+
+
+def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
+    yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
+    passes = [(p, {}) for p in _default_passes(stage.kind)]
+    voice = config.model.voices[0]
+    for sizes in shape_points(stage):
+        label = shape_label(sizes)
+        traced = out / "_work" / stage_name / f"{label}.traced.pt"
+        package = out / stage_name / f"{label}.mlpackage"
+        report = out / stage_name / f"{label}.report.json"
+        export_slice = {"kind": stage.kind, "sizes": sizes, "passes": passes, "voice": voice}
+        yield {
+            "basename": stage_name, "name": f"{label}.export",
+            "doc": f"surgery + trace {stage_name} at {label}",
+            "actions": [(_action("kokoro_build.export:export_stage"),
+                         [str(weights), stage.kind, sizes, passes, voice, str(traced)])],
+            "file_dep": [str(digest_path(weights))] + code_files(*EXPORT_CODE),
+            "targets": [str(traced), str(digest_path(traced))],
+            "uptodate": [config_changed(export_slice)],
+            "clean": [remove_targets],
+        }
+        convert_slice = {"precision": config.stage_precision(stage_name),
+                         "compute_units": config.stage_compute_units(stage_name),
+                         "deployment": config.target.deployment}
+        yield {
+            "basename": stage_name, "name": f"{label}.convert",
+            "doc": f"ct.convert {stage_name} at {label} -> {package.relative_to(out)}",
+            "actions": [(_action("kokoro_build.convert:convert_stage"),
+                         [str(traced), convert_slice["precision"], convert_slice["compute_units"],
+                          convert_slice["deployment"], str(package), str(report)])],
+            "file_dep": [str(digest_path(traced))] + code_files(*CONVERT_CODE),
+            "targets": [str(package), str(report), str(digest_path(package))],
+            "uptodate": [config_changed(convert_slice)],
+            "clean": [remove_targets],
+        }
+
+
+def _default_passes(kind: str) -> list[str]:
+    # Kept in sync with StageKind.default_passes by a test; listed here so that
+    # building the task graph never imports torch.
+    return list(DEFAULT_PASSES[kind])
+
+
+DEFAULT_PASSES = {
+    "vocoder": ("kokoro::remove_dropout", "kokoro::fold_weight_norm",
+                "kokoro::constant_rsqrt", "kokoro::stft_conv"),
+}
+
+
+def _action(target: str):
+    """A doit python-action that imports its (heavy) module only when it runs."""
+    module_name, func_name = target.split(":")
+
+    def run(*args):
+        import importlib
+        getattr(importlib.import_module(module_name), func_name)(*args)
+    run.__name__ = func_name
+    return run
