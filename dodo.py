@@ -4,6 +4,7 @@
     doit config=recipes/x.yaml   build another config
     doit list --all              show every task
 """
+import os
 import sys
 
 from doit import get_var
@@ -11,7 +12,9 @@ from doit import get_var
 from kokoro_build.config import ConfigError, load_config
 from kokoro_build.tasks import artifacts_dir, generate_tasks
 
-CONFIG_PATH = get_var("config", "pipeline.yaml")
+# get_var is None in `doit -n` worker processes; they inherit the choice via the env.
+CONFIG_PATH = get_var("config") or os.environ.get("KOKORO_BUILD_CONFIG", "pipeline.yaml")
+os.environ["KOKORO_BUILD_CONFIG"] = CONFIG_PATH
 
 try:
     CONFIG = load_config(CONFIG_PATH)

@@ -271,9 +271,25 @@ def validate_document(doc: LocatedYaml, base_dir: Path) -> PipelineConfig:
         raise ConfigError([_located(doc, e) for e in err.errors()]) from None
 
 
+def _value_at(data: Any, loc: tuple) -> Any:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
 def _located(doc: LocatedYaml, error: dict) -> YamlProblem:
-    line, path = locate(doc, tuple(error["loc"]))
     message = error["msg"].removeprefix("Value error, ")
+    loc = tuple(error["loc"])
+    # Convention: a dict validator reports an entry's problem as "key: message".
+    key, sep, rest = message.partition(": ")
+    if sep and isinstance(_value_at(doc.data, loc), dict) and key in _value_at(doc.data, loc):
+        loc, message = loc + (key,), rest
+    line, path = locate(doc, loc)
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     return YamlProblem(doc.file, line, dotted(path), message)

@@ -1,0 +1,150 @@
+"""pipeline.yaml validation: every error names file, line and field."""
+from pathlib import Path
+
+import pytest
+
+from kokoro_build.cli import main as cli
+from kokoro_build.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
+
+VALID = """\
+version: 1
+name: t
+model:
+  source: pypi-int8
+  voices: [jf_alpha]
+stages:
+  vocoder:
+    kind: vocoder
+    shapes: {frames: {buckets: [120, 200]}}
+"""
+
+
+def errors_for(tmp_path, text: str) -> str:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value).replace(str(tmp_path) + "/", "")
+
+
+def test_default_pipeline_is_valid():
+    config = load_config(ROOT / "pipeline.yaml")
+    assert config.stages["vocoder"].shapes["frames"].sizes == [120, 200, 400, 1200]
+    assert config.stage_precision("vocoder") == "fp16"
+
+
+@pytest.mark.parametrize("edit, expected", [
+    # unknown key
+    (("    kind: vocoder\n", "    kind: vocoder\n    colour: blue\n"),
+     "pipeline.yaml:9: stages.vocoder.colour: unknown key"),
+    # wrong type
+    (("version: 1\nname: t\n", "version: 1\nname: t\ntarget: {deployment: iOS17, export: 3}\n"),
+     "pipeline.yaml:3: target.export: Input should be 'trace'"),
+    # two shape modes at once
+    (("{buckets: [120, 200]}", "{buckets: [120, 200], range: [1, 400]}"),
+     "pipeline.yaml:9: stages.vocoder.shapes.frames: give exactly one of buckets, enumerated, range "
+     "(got buckets, range)"),
+    # empty bucket list
+    (("[120, 200]", "[]"),
+     "pipeline.yaml:9: stages.vocoder.shapes.frames.buckets: must list at least one size"),
+    # non-increasing bucket list
+    (("[120, 200]", "[200, 200]"),
+     "pipeline.yaml:9: stages.vocoder.shapes.frames.buckets: must be strictly increasing (200 then 200)"),
+    # range with lower > upper
+    (("{buckets: [120, 200]}", "{range: [400, 100]}"),
+     "pipeline.yaml:9: stages.vocoder.shapes.frames.range: lower bound 400 is above upper bound 100"),
+    # unknown stage kind
+    (("kind: vocoder", "kind: vocodr"),
+     "pipeline.yaml:8: stages.vocoder.kind: unknown stage kind 'vocodr'; known: vocoder"),
+    # unknown voice
+    (("[jf_alpha]", "[jf_alpha, af_nobody]"),
+     "pipeline.yaml:5: model.voices: unknown voice 'af_nobody'; available: jf_alpha, jf_gongitsune, "
+     "jf_nezumi, jf_tebukuro, jm_kumo"),
+    # a missing file path
+    (("source: pypi-int8", "source: {path: nowhere/kokoro-v1_0.pth, config: nowhere/config.json}"),
+     "pipeline.yaml:4: model.source.path: file not found: nowhere/kokoro-v1_0.pth"),
+    # a YAML syntax error
+    (("name: t\n", "name: [t\n"),
+     "pipeline.yaml:3: YAML syntax error: expected ',' or ']', but got ':'"),
+    # tabs
+    (("    kind: vocoder\n", "\tkind: vocoder\n"),
+     "pipeline.yaml:8: YAML syntax error: tab character; indent with spaces"),
+    # a duplicate key
+    (("name: t\n", "name: t\nname: u\n"),
+     "pipeline.yaml:3: name: duplicate key (first defined on line 2)"),
+    # bucket outside the dimension's bounds
+    (("[120, 200]", "[120, 5000]"),
+     "pipeline.yaml:9: stages.vocoder.shapes.frames: 5000 is outside 1..2400"),
+    # a dimension the stage kind doesn't have
+    (("{frames: {buckets: [120, 200]}}", "{tokens: {buckets: [16]}}"),
+     "pipeline.yaml:9: stages.vocoder.shapes: vocoder has no dimension 'tokens'; it has: frames"),
+    # a missing required field
+    (("    kind: vocoder\n", ""),
+     "pipeline.yaml:7: stages.vocoder.kind: Field required"),
+    # unknown named source
+    (("source: pypi-int8", "source: pypi-fp32"),
+     "pipeline.yaml:4: model.source: unknown source 'pypi-fp32'; use pypi-int8, hub, "
+     "{path: ..., config: ...} or {random_seed: ..., config: ...}"),
+    # unsupported deployment target
+    (("version: 1\nname: t\n", "version: 1\nname: t\ntarget: {deployment: iOS12}\n"),
+     "pipeline.yaml:3: target.deployment: Input should be 'iOS16', 'iOS17', 'iOS18', 'macOS13', "
+     "'macOS14' or 'macOS15'"),
+    # a bad variant name (it becomes a folder name)
+    (("name: t\n", "name: ../escape\n"),
+     "pipeline.yaml:2: name: String should match pattern"),
+])
+def test_malformed_config_messages(tmp_path, edit, expected):
+    old, new = edit
+    assert old in VALID
+    message = errors_for(tmp_path, VALID.replace(old, new, 1))
+    assert expected in message
+
+
+def test_several_errors_are_reported_together(tmp_path):
+    text = VALID.replace("[jf_alpha]", "[nobody]").replace("[120, 200]", "[]")
+    lines = errors_for(tmp_path, text).splitlines()
+    assert [line.split(": ")[0] for line in lines] == ["pipeline.yaml:5", "pipeline.yaml:9"]
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    assert "pipeline.yaml:1: expected a mapping at the top level" in errors_for(tmp_path, "- 1\n")
+
+
+def test_random_source_accepts_any_voice(tmp_path):
+    text = VALID.replace("source: pypi-int8", f"source: {{random_seed: 3, config: {TINY}}}")
+    path = tmp_path / "p.yaml"
+    path.write_text(text.replace("[jf_alpha]", "[anything]"))
+    assert load_config(path).model.source.random_seed == 3
+
+
+def test_file_source_lists_voices_from_voices_dir(tmp_path):
+    (tmp_path / "kokoro-v1_0.pth").write_bytes(b"x")
+    (tmp_path / "voices").mkdir()
+    (tmp_path / "voices" / "af_heart.pt").write_bytes(b"x")
+    text = VALID.replace("source: pypi-int8", f"source: {{path: kokoro-v1_0.pth, config: {TINY}}}")
+    assert load_config_text(tmp_path, text.replace("[jf_alpha]", "[af_heart]")).model.voices == ["af_heart"]
+    message = errors_for(tmp_path, text)
+    assert "model.voices: unknown voice 'jf_alpha'; available: af_heart" in message
+
+
+def load_config_text(tmp_path, text):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_validate_command_exit_codes(tmp_path, capsys):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(VALID)
+    bad.write_text(VALID.replace("kind: vocoder", "kind: nope"))
+    assert cli(["validate", str(good)]) == 0
+    assert cli(["validate", str(bad)]) == 1
+    assert f"{bad}:8: stages.vocoder.kind: unknown stage kind 'nope'" in capsys.readouterr().err
+
+
+def test_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert cli(["validate", str(tmp_path / "absent.yaml")]) == 1
+    assert "cannot read" in capsys.readouterr().err

@@ -1,0 +1,62 @@
+"""The doit graph is built from the config alone, with narrow config slices."""
+import subprocess
+import sys
+from pathlib import Path
+
+from kokoro_build.config import load_config
+from kokoro_build.stages import stage_kinds
+from kokoro_build.tasks import DEFAULT_PASSES, generate_tasks
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tasks_by_name(config_path):
+    config = load_config(config_path)
+    return {f"{t['basename']}:{t['name']}" if t.get("name") else t["basename"]: t
+            for t in generate_tasks(config, config_path)}
+
+
+def test_default_graph_has_one_export_and_convert_per_bucket():
+    names = set(tasks_by_name(ROOT / "pipeline.yaml"))
+    expected = {"weights", "vocoder"}
+    for frames in (120, 200, 400, 1200):
+        expected |= {f"vocoder:frames_{frames}.export", f"vocoder:frames_{frames}.convert"}
+    assert names == expected
+
+
+def test_config_slices_are_per_bucket(tmp_path):
+    text = (ROOT / "pipeline.yaml").read_text()
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(text)
+    b.write_text(text.replace("[120, 200, 400, 1200]", "[120, 240, 400, 1200]"))
+    ta, tb = tasks_by_name(a), tasks_by_name(b)
+
+    def slice_of(task):
+        return task["uptodate"][0].config
+
+    for name in ("weights", "vocoder:frames_400.export", "vocoder:frames_400.convert"):
+        assert slice_of(ta[name]) == slice_of(tb[name])
+    assert "vocoder:frames_200.export" in ta and "vocoder:frames_200.export" not in tb
+
+
+def test_every_step_depends_on_its_code_and_upstream_digest():
+    tasks = tasks_by_name(ROOT / "pipeline.yaml")
+    export, convert = tasks["vocoder:frames_120.export"], tasks["vocoder:frames_120.convert"]
+    assert any(p.endswith("weights/kokoro.digest.json") for p in export["file_dep"])
+    assert any(p.endswith("surgery/passes/stft.py") for p in export["file_dep"])
+    assert any(p.endswith("_work/vocoder/frames_120.digest.json") for p in convert["file_dep"])
+    assert any(p.endswith("kokoro_build/convert.py") for p in convert["file_dep"])
+    assert not any(Path(p).is_dir() for t in tasks.values() for p in t.get("file_dep", []))
+
+
+def test_default_passes_match_the_stage_kinds():
+    for kind, cls in stage_kinds().items():
+        assert tuple(DEFAULT_PASSES[kind]) == cls.default_passes
+
+
+def test_dodo_imports_no_heavy_library():
+    code = ("import sys; sys.argv=['doit']; import runpy; runpy.run_path('dodo.py');"
+            "heavy = {'torch', 'coremltools', 'kokoro', 'onnx', 'numpy'} & set(sys.modules);"
+            "print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
