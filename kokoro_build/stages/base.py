@@ -38,7 +38,8 @@ class StageKind:
         raise NotImplementedError
 
     def parity_sizes(self, sizes: dict[str, int]) -> dict[str, int]:
-        """Sizes for surgery parity checks: big enough for the metrics to mean something."""
+        """Sizes for surgery parity checks: big enough for PSNR to mean something,
+        small enough to run five times."""
         return sizes
 
     def example_inputs(self, sizes: dict[str, int], voice_pack, seed: int = 0) -> tuple:
