@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
+from .surgery.catalog import DEFAULT_PRESET, PASS_OPTIONS, PRESETS
 from .yaml_lines import LocatedYaml, YamlProblem, dotted, load_located, locate
 
 # Stage kind -> the shape dimensions it takes, with (min, max) bounds.
@@ -157,9 +158,55 @@ class ShapeSpec(Strict):
         return list(getattr(self, self.mode))
 
 
+def _pass_id(value: str) -> str:
+    if value not in PASS_OPTIONS:
+        raise ValueError(f"unknown surgery pass {value!r}; known: {', '.join(PASS_OPTIONS)}")
+    return value
+
+
+class SurgeryConfig(Strict):
+    """A stage's passes: a preset, then `remove`, then `add` (appended in order);
+    `options` set a pass's options, e.g. `{kokoro::deterministic_noise: {mode: zero}}`."""
+
+    preset: str | None = None
+    add: list[str] = []
+    remove: list[str] = []
+    options: dict[str, dict[str, Any]] = {}
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}; known: {', '.join(PRESETS)}")
+        return value
+
+    @field_validator("add", "remove")
+    @classmethod
+    def _known_ids(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _pass_id(value)
+        if len(set(values)) != len(values):
+            raise ValueError("lists a pass twice")
+        return values
+
+    @field_validator("options")
+    @classmethod
+    def _valid_options(cls, options: dict[str, dict]) -> dict:
+        for pass_id, values in options.items():
+            _pass_id(pass_id)
+            try:
+                PASS_OPTIONS[pass_id](**values)
+            except ValidationError as err:
+                first = err.errors()[0]
+                field = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"{pass_id}: {field}: {first['msg']}") from None
+        return options
+
+
 class StageConfig(Strict):
     kind: str
     shapes: dict[str, ShapeSpec]
+    surgery: SurgeryConfig = Field(default_factory=SurgeryConfig)
     precision: Literal["fp16", "fp32"] | None = None
     compute_units: Literal[COMPUTE_UNITS] | None = None  # type: ignore[valid-type]
 
@@ -191,6 +238,26 @@ class StageConfig(Strict):
         if missing:
             raise ValueError(f"missing dimension {missing[0]!r}")
         return shapes
+
+    @model_validator(mode="after")
+    def _surgery_resolves(self) -> "StageConfig":
+        if self.kind in STAGE_DIMS:
+            self.passes()  # raises on a remove/option that names no pass of the list
+        return self
+
+    def passes(self) -> list[tuple[str, dict]]:
+        """The ordered [(pass id, options)] this stage's module goes through."""
+        preset = self.surgery.preset or DEFAULT_PRESET[self.kind]
+        ids = list(PRESETS[preset])
+        for pass_id in self.surgery.remove:
+            if pass_id not in ids:
+                raise ValueError(f"surgery.remove: {pass_id} is not in preset {preset}")
+            ids.remove(pass_id)
+        ids += [p for p in self.surgery.add if p not in ids]
+        for pass_id in self.surgery.options:
+            if pass_id not in ids:
+                raise ValueError(f"surgery.options: {pass_id} is not applied to this stage")
+        return [(p, dict(self.surgery.options.get(p, {}))) for p in ids]
 
 
 class VerifyConfig(Strict):

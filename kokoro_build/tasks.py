@@ -68,7 +68,7 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
 
 def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
-    passes = [(p, {}) for p in _default_passes(stage.kind)]
+    passes = stage.passes()
     voice = config.model.voices[0]
     for sizes in shape_points(stage):
         label = shape_label(sizes)
@@ -100,18 +100,6 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
             "uptodate": [config_changed(convert_slice)],
             "clean": [remove_targets],
         }
-
-
-def _default_passes(kind: str) -> list[str]:
-    # Kept in sync with StageKind.default_passes by a test; listed here so that
-    # building the task graph never imports torch.
-    return list(DEFAULT_PASSES[kind])
-
-
-DEFAULT_PASSES = {
-    "vocoder": ("kokoro::remove_dropout", "kokoro::fold_weight_norm",
-                "kokoro::constant_rsqrt", "kokoro::stft_conv"),
-}
 
 
 def _action(target: str):

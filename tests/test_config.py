@@ -92,6 +92,18 @@ def test_default_pipeline_is_valid():
     (("version: 1\nname: t\n", "version: 1\nname: t\ntarget: {deployment: iOS12}\n"),
      "pipeline.yaml:3: target.deployment: Input should be 'iOS16', 'iOS17', 'iOS18', 'macOS13', "
      "'macOS14' or 'macOS15'"),
+    # an unknown surgery pass
+    (("    kind: vocoder\n", "    kind: vocoder\n    surgery: {add: [kokoro::magic]}\n"),
+     "pipeline.yaml:9: stages.vocoder.surgery.add: unknown surgery pass 'kokoro::magic'; known: "),
+    # removing a pass the preset doesn't have
+    (("    kind: vocoder\n", "    kind: vocoder\n    surgery: {preset: none, remove: [kokoro::stft_conv]}\n"),
+     "pipeline.yaml:7: stages.vocoder: surgery.remove: kokoro::stft_conv is not in preset none"),
+    # options a pass doesn't take
+    (("    kind: vocoder\n", "    kind: vocoder\n    surgery: {options: {kokoro::stft_conv: {n_fft: 8}}}\n"),
+     "pipeline.yaml:9: stages.vocoder.surgery.options.kokoro::stft_conv: n_fft: Extra inputs are not permitted"),
+    # an unknown preset
+    (("    kind: vocoder\n", "    kind: vocoder\n    surgery: {preset: fastest}\n"),
+     "pipeline.yaml:9: stages.vocoder.surgery.preset: unknown preset 'fastest'; known: coreml-default, none"),
     # a bad variant name (it becomes a folder name)
     (("name: t\n", "name: ../escape\n"),
      "pipeline.yaml:2: name: String should match pattern"),

@@ -30,6 +30,14 @@ def test_builtin_passes_are_namespaced_and_registered():
     assert all(i.startswith("kokoro::") for i in ids)
 
 
+def test_catalog_and_registry_agree():
+    from kokoro_build.surgery.catalog import PASS_OPTIONS, PRESETS
+    passes = registered_passes()
+    assert set(PASS_OPTIONS) == {i for i in passes if i.startswith("kokoro::")}
+    assert all(passes[i].Options is PASS_OPTIONS[i] for i in PASS_OPTIONS)
+    assert all(p in PASS_OPTIONS for preset in PRESETS.values() for p in preset)
+
+
 def test_every_pass_module_registers_something():
     import importlib
     import pkgutil

@@ -5,7 +5,9 @@ from pathlib import Path
 
 from kokoro_build.config import load_config
 from kokoro_build.stages import stage_kinds
-from kokoro_build.tasks import DEFAULT_PASSES, generate_tasks
+from kokoro_build.config import STAGE_DIMS, STAGE_MODES
+from kokoro_build.surgery.catalog import DEFAULT_PRESET
+from kokoro_build.tasks import generate_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,9 +51,20 @@ def test_every_step_depends_on_its_code_and_upstream_digest():
     assert not any(Path(p).is_dir() for t in tasks.values() for p in t.get("file_dep", []))
 
 
-def test_default_passes_match_the_stage_kinds():
-    for kind, cls in stage_kinds().items():
-        assert tuple(DEFAULT_PASSES[kind]) == cls.default_passes
+def test_config_knows_exactly_the_registered_stage_kinds():
+    # config.py can't import the stage modules (torch), so it keeps its own table.
+    assert set(STAGE_DIMS) == set(STAGE_MODES) == set(DEFAULT_PRESET) == set(stage_kinds())
+
+
+def test_stage_surgery_reaches_the_export_task(tmp_path):
+    text = (ROOT / "pipeline.yaml").read_text().replace(
+        "surgery: {preset: coreml-default}", "surgery: {remove: [kokoro::constant_rsqrt]}")
+    config = tmp_path / "p.yaml"
+    config.write_text(text)
+    export = tasks_by_name(config)["vocoder:frames_120.export"]
+    passes = export["actions"][0][1][3]
+    assert [p for p, _ in passes] == ["kokoro::remove_dropout", "kokoro::fold_weight_norm",
+                                      "kokoro::stft_conv"]
 
 
 def test_dodo_imports_no_heavy_library():

@@ -21,8 +21,6 @@ class StageKind:
     """One split of the model. Subclasses are registered with @register_stage."""
 
     kind: ClassVar[str]
-    # Surgery applied when the stage config names none: the minimum to convert.
-    default_passes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, model_config: dict):
         self.model_config = model_config

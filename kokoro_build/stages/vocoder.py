@@ -25,9 +25,6 @@ class VocoderModule(nn.Module):
 
 @register_stage("vocoder")
 class Vocoder(StageKind):
-    default_passes = ("kokoro::remove_dropout", "kokoro::fold_weight_norm",
-                      "kokoro::constant_rsqrt", "kokoro::stft_conv")
-
     @property
     def samples_per_frame(self) -> int:
         ist = self.model_config["istftnet"]

@@ -12,7 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from .catalog import PASS_OPTIONS, NoOptions
 
 _PASSES: dict[str, type["SurgeryPass"]] = {}
 
@@ -21,12 +23,9 @@ class SurgeryError(RuntimeError):
     pass
 
 
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class SurgeryPass:
-    """Base class. Subclasses set `id` via @register_pass and implement `apply`."""
+    """Base class. Subclasses get `id` (and, for built-ins, `Options` from the
+    catalog) via @register_pass, and implement `apply`."""
 
     id: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = NoOptions
@@ -51,6 +50,8 @@ def register_pass(pass_id: str) -> Callable[[type[SurgeryPass]], type[SurgeryPas
         if pass_id in _PASSES:
             raise ValueError(f"surgery pass {pass_id!r} is already registered")
         cls.id = pass_id
+        if "Options" not in cls.__dict__:  # built-ins declare options in the catalog
+            cls.Options = PASS_OPTIONS.get(pass_id, NoOptions)
         _PASSES[pass_id] = cls
         return cls
     return decorate

@@ -22,7 +22,7 @@ from kokoro_build.source import pypi_int8  # noqa: E402
 from kokoro_build.source.kmodel import build_kmodel  # noqa: E402
 from kokoro_build.source.onnx_int8 import CONFIG_PATH, state_dict_from_onnx  # noqa: E402
 from kokoro_build.surgery import make_pass  # noqa: E402
-from kokoro_build.tasks import DEFAULT_PASSES  # noqa: E402
+from kokoro_build.surgery.catalog import PRESETS  # noqa: E402
 
 ONNX_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
 VOICE = "jf_alpha"
@@ -186,7 +186,7 @@ def test_matches_onnxruntime(phonemes, config, kmodel, session, voice_pack):
 def test_surgered_vocoder_still_matches_onnxruntime(config, kmodel, session, voice_pack):
     """The default vocoder passes (conv STFT included) keep the audio on the ONNX reference."""
     model = copy.deepcopy(kmodel)
-    for pass_id in DEFAULT_PASSES["vocoder"]:
+    for pass_id in PRESETS["coreml-default"]:
         make_pass(pass_id).apply(model.decoder)
     tokens, style = _inputs(SENTENCES[1], config, voice_pack)
     onnx_audio, ref = _run_onnx(session, tokens, style)

@@ -1,0 +1,34 @@
+"""What passes exist, their options and the presets, as pure data.
+
+No torch here: `config.py` validates a stage's `surgery:` section against this
+catalog (with file:line errors) without loading any model code. The pass
+implementations in `passes/` register under the same ids; a test checks that
+the two agree.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# id -> options model. Every built-in pass is listed here.
+PASS_OPTIONS: dict[str, type[BaseModel]] = {
+    "kokoro::remove_dropout": NoOptions,
+    "kokoro::fold_weight_norm": NoOptions,
+    "kokoro::constant_rsqrt": NoOptions,
+    "kokoro::stft_conv": NoOptions,
+}
+
+# Named, ordered pass lists a stage starts from (`surgery: {preset: ...}`).
+PRESETS: dict[str, tuple[str, ...]] = {
+    # The minimum for ct.convert to succeed and be right (DESIGN §2).
+    "coreml-default": ("kokoro::remove_dropout", "kokoro::fold_weight_norm",
+                       "kokoro::constant_rsqrt", "kokoro::stft_conv"),
+    "none": (),
+}
+
+# The preset a stage kind uses when its config names none.
+DEFAULT_PRESET: dict[str, str] = {"vocoder": "coreml-default"}
