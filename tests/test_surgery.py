@@ -164,3 +164,19 @@ def test_stft_conv_pass_removes_complex_ops():
     kinds = {node.kind() for node in graph.nodes()}
     assert not kinds & {"aten::stft", "aten::istft", "aten::angle", "aten::abs", "aten::complex",
                         "aten::index_put_", "aten::nonzero"}, kinds
+
+
+def test_exact_pass_after_an_approximation_inherits_its_tolerance(scratch_registry):
+    @register_pass("test::approximate")
+    class Approximate(SurgeryPass):
+        min_psnr_db = 20.0
+
+        def apply(self, module):
+            module.weight.data += 0.01 * module.weight.data.abs().max()
+            return 1
+
+    module, inputs = nn.Linear(8, 8).eval(), (torch.randn(4, 8),)
+    result = apply_passes(module, [("test::approximate", {}), ("kokoro::remove_dropout", {})], inputs)
+    approx, exact = result.records
+    assert 20 <= approx.psnr_db < 60 and approx.step_psnr_db == approx.psnr_db
+    assert exact.step_psnr_db == math.inf and exact.psnr_db == approx.psnr_db
