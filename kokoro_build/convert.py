@@ -23,7 +23,7 @@ def convert_traced(traced_path: str, export_info: dict, precision: str, compute_
     from .surgery.aten_aliases import torch_op_aliases
 
     traced = torch.jit.load(traced_path)
-    inputs = [ct.TensorType(name=s["name"], shape=tuple(s["shape"]), dtype=np.float32)
+    inputs = [ct.TensorType(name=s["name"], shape=tuple(s["shape"]), dtype=np.dtype(s["dtype"]))
               for s in export_info["inputs"]]
     outputs = [ct.TensorType(name=s["name"]) for s in export_info["outputs"]]
     with torch_op_aliases():

@@ -16,7 +16,7 @@ def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: l
     from .surgery import apply_passes
 
     blob = load_weights(weights_path)
-    stage = get_stage_kind(kind)(blob["config"])
+    stage = get_stage_kind(kind)(blob["config"], passes)
     kmodel = build_kmodel(blob["config"], blob["state_dict"])
     module = stage.build_module(kmodel)
     voice_pack = blob["voices"][voice]

@@ -22,8 +22,14 @@ class StageKind:
 
     kind: ClassVar[str]
 
-    def __init__(self, model_config: dict):
+    def __init__(self, model_config: dict, passes: list[tuple[str, dict]] = ()):
         self.model_config = model_config
+        self.passes = [(pass_id, dict(options)) for pass_id, options in passes]
+
+    def pass_options(self, pass_id: str) -> dict | None:
+        """The options a surgery pass runs with on this stage, or None if it doesn't run.
+        Some passes change a stage's interface (deterministic_noise: input)."""
+        return next((options for i, options in self.passes if i == pass_id), None)
 
     def build_module(self, kmodel):
         """The torch module for this split, taken from a loaded KModel."""
@@ -56,7 +62,7 @@ def register_stage(kind: str):
 
 
 def stage_kinds() -> dict[str, type[StageKind]]:
-    from . import vocoder  # noqa: F401  (registers)
+    from . import duration, vocoder  # noqa: F401  (registers)
     return dict(_KINDS)
 
 

@@ -7,11 +7,30 @@ the two agree.
 """
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 
 class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoiseOptions(NoOptions):
+    # input: noise tensors become model inputs (exact); zero: no noise;
+    # hash: a fixed noise table baked into the model.
+    mode: Literal["input", "zero", "hash"] = "input"
+
+
+class UnpackLstmOptions(NoOptions):
+    # true: exact on the valid steps of right-padded token buckets (adds a gather
+    # per LSTM); false: exact only without padding.
+    masked: bool = False
+
+
+class AlbertOptions(NoOptions):
+    # none: no attention mask (batch 1, no padding); additive: (1 - mask) * -1e4.
+    mask: Literal["none", "additive"] = "none"
 
 
 # id -> options model. Every built-in pass is listed here.
@@ -20,15 +39,20 @@ PASS_OPTIONS: dict[str, type[BaseModel]] = {
     "kokoro::fold_weight_norm": NoOptions,
     "kokoro::constant_rsqrt": NoOptions,
     "kokoro::stft_conv": NoOptions,
+    "kokoro::deterministic_noise": NoiseOptions,
+    "kokoro::unpack_lstm": UnpackLstmOptions,
+    "kokoro::albert_inputs": AlbertOptions,
 }
 
 # Named, ordered pass lists a stage starts from (`surgery: {preset: ...}`).
 PRESETS: dict[str, tuple[str, ...]] = {
     # The minimum for ct.convert to succeed and be right (DESIGN §2).
     "coreml-default": ("kokoro::remove_dropout", "kokoro::fold_weight_norm",
-                       "kokoro::constant_rsqrt", "kokoro::stft_conv"),
+                       "kokoro::constant_rsqrt", "kokoro::stft_conv",
+                       "kokoro::deterministic_noise", "kokoro::unpack_lstm",
+                       "kokoro::albert_inputs"),
     "none": (),
 }
 
 # The preset a stage kind uses when its config names none.
-DEFAULT_PRESET: dict[str, str] = {"vocoder": "coreml-default"}
+DEFAULT_PRESET: dict[str, str] = {"vocoder": "coreml-default", "duration": "coreml-default"}

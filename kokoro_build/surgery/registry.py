@@ -157,8 +157,11 @@ def apply_passes(module, pass_specs: list[tuple[str, dict]], inputs: tuple) -> S
         if missing:
             raise SurgeryError(f"{pass_id} must run after {', '.join(missing)}")
         sites = surgery.apply(work)
-        outputs = run_seeded(work, inputs)
-        total, step = worst_psnr(reference, outputs), worst_psnr(previous, outputs)
+        if sites:
+            outputs = run_seeded(work, inputs)
+            total, step = worst_psnr(reference, outputs), worst_psnr(previous, outputs)
+        else:  # nothing matched: the module is untouched, no need to run it again
+            outputs, total, step = previous, worst_psnr(reference, previous), (math.inf, 0.0)
         record = PassRecord(pass_id, surgery.options.model_dump(), sites, total[0], total[1],
                             step[0], surgery.min_psnr_db)
         result.records.append(record)

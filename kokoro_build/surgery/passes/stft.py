@@ -30,6 +30,9 @@ class ConvSTFT(nn.Module):
         if win_length != n_fft or n_fft % 2:
             raise ValueError("ConvSTFT needs an even n_fft equal to win_length")
         self.n_fft, self.hop = n_fft, hop
+        # Bins below this magnitude get phase 0 instead of atan2 of rounding
+        # noise; 0 (off) keeps torch.stft's semantics. Set by deterministic_noise(zero).
+        self.phase_floor = 0.0
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
         bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
         angle = 2 * math.pi * bins * torch.arange(n_fft, dtype=torch.float64)[None] / n_fft
@@ -52,8 +55,11 @@ class ConvSTFT(nn.Module):
         im = F.conv1d(x, self.fwd_im, stride=self.hop)
         magnitude = torch.sqrt(re * re + im * im)
         inner = torch.atan2(im[:, 1:-1], re[:, 1:-1])
-        edges = (re[:, [0, -1]] < 0).to(re.dtype) * math.pi
-        phase = torch.cat([edges[:, :1], inner, edges[:, 1:]], dim=1)
+        # slices, not re[:, [0, -1]]: list indexing converts to a gather
+        dc, nyquist = ((edge < 0).to(re.dtype) * math.pi for edge in (re[:, :1], re[:, -1:]))
+        phase = torch.cat([dc, inner, nyquist], dim=1)
+        if self.phase_floor > 0:
+            phase = phase * (magnitude > self.phase_floor).to(phase.dtype)
         return magnitude, phase
 
     def inverse(self, magnitude, phase):

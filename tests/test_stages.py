@@ -1,0 +1,60 @@
+"""Stage kinds on the tiny random-weight Kokoro: interfaces, example inputs, and the
+default surgery on each."""
+import torch
+
+from kokoro_build.config import STAGE_DIMS, StageConfig
+from kokoro_build.stages import get_stage_kind
+from kokoro_build.surgery import apply_passes
+
+PADDED = [("kokoro::remove_dropout", {}), ("kokoro::fold_weight_norm", {}),
+          ("kokoro::unpack_lstm", {"masked": True}), ("kokoro::albert_inputs", {"mask": "additive"})]
+
+
+def _default_passes(kind, **options):
+    shapes = {dim: {"buckets": [8]} for dim in STAGE_DIMS[kind]}
+    stage = StageConfig(kind=kind, shapes=shapes, surgery={"options": options})
+    return stage.passes()
+
+
+def test_duration_padded_bucket_equals_the_unpadded_run(tiny_config, tiny_kmodel, tiny_voice_pack):
+    stage = get_stage_kind("duration")(tiny_config, PADDED)
+    assert [s.name for s in stage.inputs({"tokens": 24})] == ["input_ids", "ref_s", "speed",
+                                                               "attention_mask"]
+    ids, style, speed, mask = stage.example_inputs({"tokens": 24}, tiny_voice_pack)
+    valid = int(mask.sum())
+    assert valid == 18 and ids[0, 0] == 0 and ids[0, valid - 1] == 0 and (ids[0, valid:] == 0).all()
+    module = stage.build_module(tiny_kmodel)
+    with torch.no_grad():
+        padded = module(ids, style, speed, mask)
+        alone = module(ids[:, :valid], style, speed)
+    assert torch.allclose(padded[0][:, :valid], alone[0], atol=1e-5)  # durations
+    assert torch.allclose(padded[1][:, :valid], alone[1], atol=1e-5)  # d
+    assert torch.allclose(padded[2][..., :valid], alone[2], atol=1e-5)  # t_en
+    shapes = [tuple(s.shape) for s in stage.outputs({"tokens": 24})]
+    assert shapes == [tuple(t.shape) for t in padded]
+
+
+def test_duration_default_surgery_is_exact_and_trace_friendly(tiny_config, tiny_kmodel, tiny_voice_pack):
+    passes = _default_passes("duration", **{"kokoro::unpack_lstm": {"masked": True},
+                                            "kokoro::albert_inputs": {"mask": "additive"}})
+    stage = get_stage_kind("duration")(tiny_config, passes)
+    inputs = stage.example_inputs({"tokens": 32}, tiny_voice_pack)
+    result = apply_passes(stage.build_module(tiny_kmodel), passes, inputs)
+    applied = {r.id: r for r in result.records if r.sites}
+    assert {"kokoro::unpack_lstm", "kokoro::albert_inputs", "kokoro::fold_weight_norm"} <= set(applied)
+    assert all(r.psnr_db >= 60 for r in result.records), result.records
+    graph = torch.jit.trace(result.module, inputs, check_trace=False).inlined_graph
+    kinds = {n.kind() for n in graph.nodes()}
+    assert not {k for k in kinds if "pack_" in k or k.endswith("_")}, kinds
+
+
+def test_vocoder_noise_inputs_follow_the_noise_mode(tiny_config, tiny_voice_pack):
+    vocoder = get_stage_kind("vocoder")
+    as_inputs = vocoder(tiny_config, _default_passes("vocoder"))
+    names = [s.name for s in as_inputs.inputs({"frames": 8})]
+    assert names == ["asr", "f0", "n", "style", "phase_init", "source_noise"]
+    example = as_inputs.example_inputs({"frames": 8}, tiny_voice_pack)
+    assert [tuple(t.shape) for t in example] == [tuple(s.shape) for s in as_inputs.inputs({"frames": 8})]
+    hashed = vocoder(tiny_config, _default_passes("vocoder", **{"kokoro::deterministic_noise": {"mode": "hash"}}))
+    assert [s.name for s in hashed.inputs({"frames": 8})] == ["asr", "f0", "n", "style"]
+    assert len(hashed.example_inputs({"frames": 8}, tiny_voice_pack)) == 4
