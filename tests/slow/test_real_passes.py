@@ -1,0 +1,42 @@
+"""Every surgery pass on the real Kokoro-82M submodule it exists for, gated on parity."""
+import pytest
+import torch
+
+from kokoro_build.stages import get_stage_kind
+from kokoro_build.surgery import apply_passes, registered_passes
+
+PADDED = {"kokoro::unpack_lstm": {"masked": True}, "kokoro::albert_inputs": {"mask": "additive"}}
+BASE = ["kokoro::remove_dropout", "kokoro::fold_weight_norm"]
+# pass id (+ options label) -> (stage kind, passes before it, its options, min sites)
+CASES = {
+    "kokoro::remove_dropout": ("duration", [], {}, 10),
+    "kokoro::fold_weight_norm": ("vocoder", ["kokoro::remove_dropout"], {}, 70),
+    "kokoro::constant_rsqrt": ("vocoder", BASE, {}, 5),
+    "kokoro::stft_conv": ("vocoder", BASE, {}, 1),
+    "kokoro::deterministic_noise[input]": ("vocoder", BASE + ["kokoro::stft_conv"], {"mode": "input"}, 2),
+    "kokoro::deterministic_noise[zero]": ("vocoder", BASE + ["kokoro::stft_conv"], {"mode": "zero"}, 2),
+    "kokoro::deterministic_noise[hash]": ("vocoder", BASE + ["kokoro::stft_conv"], {"mode": "hash"}, 2),
+    "kokoro::unpack_lstm": ("duration", BASE, {"masked": True}, 3 + 5),
+    "kokoro::albert_inputs": ("duration", BASE, {"mask": "additive"}, 1),
+    "kokoro::cos_snake": ("vocoder", BASE, {}, 8),
+    "kokoro::linear_to_conv": ("duration", BASE, {}, 10),
+}
+
+
+def test_every_registered_pass_has_a_real_model_case():
+    assert {case.split("[")[0] for case in CASES} == set(registered_passes())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_pass_on_the_real_submodule(case, config, kmodel, voice_pack):
+    kind, before, options, min_sites = CASES[case]
+    pass_id = case.split("[")[0]
+    specs = [(p, PADDED.get(p, {})) for p in before] + [(pass_id, options)]
+    stage = get_stage_kind(kind)(config, specs)
+    sizes = stage.parity_sizes({"frames": 120} if kind == "vocoder" else {"tokens": 64})
+    inputs = stage.example_inputs(sizes, torch.from_numpy(voice_pack))
+    result = apply_passes(stage.build_module(kmodel), specs, inputs)  # raises below its gate
+    record = result.records[-1]
+    assert record.sites >= min_sites, record
+    assert record.step_psnr_db >= record.min_psnr_db and record.psnr_db >= 20, record
