@@ -48,6 +48,16 @@ def op_census(mlmodel) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def stamp_provenance(mlmodel, export_info: dict) -> None:
+    """What produced the package, inside it (readable on a device via MLModel's
+    metadata): the weights' provenance and every surgery pass with its parity."""
+    passes = [{k: p[k] for k in ("id", "options", "sites", "psnr_db", "step_psnr_db")}
+              for p in export_info["passes"]]
+    metadata = mlmodel.user_defined_metadata
+    metadata["kokoro_build.passes"] = json.dumps(passes, sort_keys=True)
+    metadata["kokoro_build.provenance"] = json.dumps(export_info["provenance"], sort_keys=True)
+
+
 def convert_stage(traced_path: str, precision: str, compute_units: str, deployment: str,
                   out_path: str, report_path: str) -> None:
     """doit action: .mlpackage, then its report, then its digest (written last:
@@ -57,6 +67,7 @@ def convert_stage(traced_path: str, precision: str, compute_units: str, deployme
     label = f"{export_info['kind']} {export_info['sizes']}"
     print(f"convert {label}: ct.convert {precision} {deployment}", flush=True)
     mlmodel = convert_traced(traced_path, export_info, precision, compute_units, deployment)
+    stamp_provenance(mlmodel, export_info)
     with atomic_path(out_path) as tmp:
         mlmodel.save(str(tmp))
     seconds = time.time() - start

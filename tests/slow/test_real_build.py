@@ -59,6 +59,16 @@ def test_vocoder_report_and_ops(built):
 
 
 @pytest.mark.slow
+def test_packages_carry_their_passes_and_provenance(built):
+    import coremltools as ct
+    spec = ct.utils.load_spec(str(built / "vocoder" / "frames_120.mlpackage"))
+    metadata = dict(spec.description.metadata.userDefined)
+    passes = json.loads(metadata["kokoro_build.passes"])
+    assert [p["id"] for p in passes][:2] == ["kokoro::remove_dropout", "kokoro::fold_weight_norm"]
+    assert json.loads(metadata["kokoro_build.provenance"])["source"] == "pypi-int8"
+
+
+@pytest.mark.slow
 def test_duration_report_and_ops(built):
     report = json.loads((built / "duration" / "tokens_64.report.json").read_text())
     assert [i["name"] for i in report["inputs"]] == ["input_ids", "ref_s", "speed", "attention_mask"]
