@@ -19,12 +19,48 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_speak(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .package import atomic_path
+    from .runtime import Chain, ChainError
+    from .runtime.backends import BackendError
+
+    text = args.text if args.text != "-" else sys.stdin.read()
+    variant_dir = Path(args.artifacts) / args.variant
+    try:
+        print(f"loading {variant_dir} ({args.backend} backend)", file=sys.stderr, flush=True)
+        chain = Chain(variant_dir, backend=args.backend)
+        speech = chain.speak(text, voice=args.voice, speed=args.speed, seed=args.seed,
+                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except (ChainError, BackendError, FileNotFoundError) as error:
+        print(f"kokoro-build speak: {error}", file=sys.stderr)
+        return 1
+    import soundfile
+    with atomic_path(args.output) as tmp:
+        soundfile.write(str(tmp), speech.audio, speech.sample_rate, format="WAV")
+    seconds = len(speech.audio) / speech.sample_rate
+    print(f"{args.output}: {seconds:.2f} s of audio in {speech.seconds:.2f} s "
+          f"(real-time factor {speech.real_time_factor:.2f}x), {len(speech.chunks)} chunk(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kokoro-build", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="check a pipeline file; exit 1 with file:line: field: message")
     validate.add_argument("file", nargs="?", default="pipeline.yaml")
     validate.set_defaults(run=cmd_validate)
+    speak = sub.add_parser("speak", help="speak text with a built variant's chain -> .wav")
+    speak.add_argument("text", help="the text to speak, or - to read standard input")
+    speak.add_argument("-o", "--output", required=True, help="the .wav file to write (24 kHz)")
+    speak.add_argument("--variant", default="default", help="artifacts/<variant>/ (default: default)")
+    speak.add_argument("--voice", default="jf_alpha")
+    speak.add_argument("--speed", type=float, default=1.0)
+    speak.add_argument("--backend", default="torch", help="torch (the traced twins) or coreml (macOS)")
+    speak.add_argument("--seed", type=int, default=0, help="seed of the source noise")
+    speak.add_argument("--artifacts", default="artifacts", help="where variants are built")
+    speak.set_defaults(run=cmd_speak)
     return parser
 
 

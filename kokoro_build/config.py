@@ -24,11 +24,13 @@ STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
     "vocoder": {"frames": (1, 2400)},
     # PL-BERT has 512 positions (kokoro's limit: 510 phonemes + 2 boundary tokens).
     "duration": {"tokens": (1, 512)},
+    "prosody": {"frames": (1, 2400)},
 }
 # Shape modes each kind can build today.
 STAGE_MODES: dict[str, set[str]] = {
     "vocoder": {"buckets"},
     "duration": {"buckets"},
+    "prosody": {"buckets"},
 }
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")

@@ -62,18 +62,40 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
         "uptodate": [config_changed(model_slice)],
         "clean": [remove_targets],
     }
+    manifest_stages = {}
     for stage_name, stage in config.stages.items():
         yield from _stage_tasks(config, stage_name, stage, out, weights)
+        manifest_stages[stage_name] = {"kind": stage.kind, "artifacts": [
+            (sizes, str(package), str(traced)) for sizes, traced, package in _stage_paths(out, stage_name, stage)]}
+    manifest = out / "manifest.json"
+    packages = [a[1] for s in manifest_stages.values() for a in s["artifacts"]]
+    yield {
+        "basename": "manifest",
+        "doc": "manifest.json: every artifact with its I/O and digest (what the chain reads)",
+        "actions": [(_action("kokoro_build.manifest:write_manifest"),
+                     [config.name, str(out), str(weights), manifest_stages, str(manifest)])],
+        "file_dep": [str(digest_path(weights))] + [str(digest_path(p)) for p in packages] +
+                    code_files("manifest.py"),
+        "targets": [str(manifest)],
+        "uptodate": [config_changed(manifest_stages)],
+        "clean": [remove_targets],
+    }
+
+
+def _stage_paths(out: Path, stage_name: str, stage: StageConfig):
+    """(sizes, traced path, package path) per artifact of a stage."""
+    for sizes in shape_points(stage):
+        label = shape_label(sizes)
+        yield (sizes, out / "_work" / stage_name / f"{label}.traced.pt",
+               out / stage_name / f"{label}.mlpackage")
 
 
 def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
     passes = stage.passes()
     voice = config.model.voices[0]
-    for sizes in shape_points(stage):
+    for sizes, traced, package in _stage_paths(out, stage_name, stage):
         label = shape_label(sizes)
-        traced = out / "_work" / stage_name / f"{label}.traced.pt"
-        package = out / stage_name / f"{label}.mlpackage"
         report = out / stage_name / f"{label}.report.json"
         export_slice = {"kind": stage.kind, "sizes": sizes, "passes": passes, "voice": voice}
         yield {

@@ -20,9 +20,10 @@ def tasks_by_name(config_path):
 
 def test_default_graph_has_one_export_and_convert_per_bucket():
     names = set(tasks_by_name(ROOT / "pipeline.yaml"))
-    expected = {"weights", "vocoder", "duration"}
+    expected = {"weights", "vocoder", "duration", "prosody", "manifest"}
     for frames in (120, 200, 400, 1200):
-        expected |= {f"vocoder:frames_{frames}.export", f"vocoder:frames_{frames}.convert"}
+        for stage in ("prosody", "vocoder"):
+            expected |= {f"{stage}:frames_{frames}.export", f"{stage}:frames_{frames}.convert"}
     for tokens in (64, 128, 256, 512):
         expected |= {f"duration:tokens_{tokens}.export", f"duration:tokens_{tokens}.convert"}
     assert names == expected
@@ -67,7 +68,8 @@ def test_stage_surgery_reaches_the_export_task(tmp_path):
     passes = export["actions"][0][1][3]
     assert [p for p, _ in passes] == ["kokoro::remove_dropout", "kokoro::fold_weight_norm",
                                       "kokoro::stft_conv", "kokoro::deterministic_noise",
-                                      "kokoro::unpack_lstm", "kokoro::albert_inputs"]
+                                      "kokoro::unpack_lstm", "kokoro::albert_inputs",
+                                      "kokoro::mask_padding"]
 
 
 def test_dodo_imports_no_heavy_library():

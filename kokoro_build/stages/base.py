@@ -62,7 +62,7 @@ def register_stage(kind: str):
 
 
 def stage_kinds() -> dict[str, type[StageKind]]:
-    from . import duration, vocoder  # noqa: F401  (registers)
+    from . import duration, prosody, vocoder  # noqa: F401  (registers)
     return dict(_KINDS)
 
 

@@ -4,30 +4,45 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..surgery.passes.noise import seeded_noise, supply_noise
 from .base import StageKind, TensorSpec, register_stage
+from .frames import padded_frames, run_over_valid
 
 HARMONICS = 9  # kokoro's Generator builds its source with harmonic_num=8
 
 
 class VocoderModule(nn.Module):
-    def __init__(self, decoder: nn.Module):
-        super().__init__()
-        self.decoder = decoder
+    accepts_valid_frames = True  # kokoro::mask_padding applies
 
-    def forward(self, asr, f0, n, style, phase_init=None, source_noise=None):
+    def __init__(self, decoder: nn.Module, samples_per_frame: int, extra_inputs: tuple[str, ...]):
+        super().__init__()
+        self.decoder, self.samples_per_frame = decoder, samples_per_frame
+        self.extra_inputs = extra_inputs  # names of the optional inputs, in order
+
+    def forward(self, asr, f0, n, style, *extra):
         """asr [1, 512, T], f0 [1, 2T] (Hz), n [1, 2T], style [1, 128] -> audio [1, T*spf].
 
         spf (samples per frame) = 2 * prod(upsample_rates) * hop = 600 for
         Kokoro-82M: one asr frame is 25 ms at 24 kHz. With deterministic_noise
         in `input` mode, also phase_init [1, 9] ~ U(0,1) and source_noise
         [1, 9, T*spf] ~ N(0,1), the random numbers the source would draw.
+        With mask_padding, valid_frames [1]: frames past it are padding
+        (zeros in, zeros out) and don't change the valid frames' audio.
         """
-        if source_noise is not None:
-            supply_noise(self.decoder, phase_init, source_noise)
-        return self.decoder(asr, f0, n, style).squeeze(1)
+        named = dict(zip(self.extra_inputs, extra))
+        phase_init, source_noise = named.get("phase_init"), named.get("source_noise")
+
+        def run(asr, f0, n, style, phase_init, source_noise):
+            if source_noise is not None:
+                supply_noise(self.decoder, phase_init, source_noise)
+            return (self.decoder(asr, f0, n, style).squeeze(1),)
+
+        spf = self.samples_per_frame
+        return run_over_valid(self, run, (asr, f0, n, style, phase_init, source_noise),
+                              (1, 2, 2, None, None, spf), (spf,), named.get("valid_frames"))[0]
 
 
 @register_stage("vocoder")
@@ -42,20 +57,25 @@ class Vocoder(StageKind):
         options = self.pass_options("kokoro::deterministic_noise")
         return options is not None and options.get("mode", "input") == "input"
 
+    @property
+    def masked(self) -> bool:
+        return self.pass_options("kokoro::mask_padding") is not None
+
     def build_module(self, kmodel) -> nn.Module:
-        return VocoderModule(kmodel.decoder).eval()
+        extra = tuple(spec.name for spec in self.inputs({"frames": 1})[4:])
+        return VocoderModule(kmodel.decoder, self.samples_per_frame, extra).eval()
 
     def inputs(self, sizes):
         t = sizes["frames"]
-        return [TensorSpec("asr", (1, self.model_config["hidden_dim"], t)),
-                TensorSpec("f0", (1, 2 * t)), TensorSpec("n", (1, 2 * t)),
-                TensorSpec("style", (1, self.model_config["style_dim"]))] + self._noise_specs(t)
-
-    def _noise_specs(self, t: int) -> list[TensorSpec]:
-        if not self.noise_inputs:
-            return []
-        return [TensorSpec("phase_init", (1, HARMONICS)),
-                TensorSpec("source_noise", (1, HARMONICS, t * self.samples_per_frame))]
+        specs = [TensorSpec("asr", (1, self.model_config["hidden_dim"], t)),
+                 TensorSpec("f0", (1, 2 * t)), TensorSpec("n", (1, 2 * t)),
+                 TensorSpec("style", (1, self.model_config["style_dim"]))]
+        if self.noise_inputs:
+            specs += [TensorSpec("phase_init", (1, HARMONICS)),
+                      TensorSpec("source_noise", (1, HARMONICS, t * self.samples_per_frame))]
+        if self.masked:
+            specs.append(TensorSpec("valid_frames", (1,)))
+        return specs
 
     def outputs(self, sizes):
         return [TensorSpec("audio", (1, sizes["frames"] * self.samples_per_frame))]
@@ -71,14 +91,20 @@ class Vocoder(StageKind):
         to what the unpatched source draws after torch.manual_seed(0), the seed
         surgery parity runs with."""
         t = sizes["frames"]
+        valid = padded_frames(t) if self.masked else t
         g = torch.Generator().manual_seed(seed)
         asr = 0.5 * torch.randn(1, self.model_config["hidden_dim"], t, generator=g)
         steps = torch.linspace(0, 6 * math.pi, 2 * t)
         f0 = 170 + 80 * torch.sin(steps)[None]
         f0[:, (torch.arange(2 * t) % 50) >= 40] = 0.0  # unvoiced stretches
         n = torch.randn(1, 2 * t, generator=g)
+        asr[..., valid:], f0[:, 2 * valid:], n[:, 2 * valid:] = 0.0, 0.0, 0.0  # padding
         index = min(t // 4, voice_pack.shape[0] - 1)
         style = voice_pack[index].reshape(1, -1)[:, : self.model_config["style_dim"]].clone()
-        if not self.noise_inputs:
-            return asr, f0, n, style
-        return (asr, f0, n, style) + seeded_noise(t * self.samples_per_frame, HARMONICS, seed=0)
+        inputs = (asr, f0, n, style)
+        if self.noise_inputs:  # drawn for the valid frames, as the unpadded reference draws
+            phase_init, noise = seeded_noise(valid * self.samples_per_frame, HARMONICS, seed=0)
+            inputs += (phase_init, F.pad(noise, (0, (t - valid) * self.samples_per_frame)))
+        if self.masked:
+            inputs += (torch.tensor([float(valid)]),)
+        return inputs

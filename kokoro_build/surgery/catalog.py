@@ -49,13 +49,14 @@ PASS_OPTIONS: dict[str, type[BaseModel]] = {
     "kokoro::albert_inputs": AlbertOptions,
     "kokoro::cos_snake": NoOptions,
     "kokoro::linear_to_conv": LinearToConvOptions,
+    "kokoro::mask_padding": NoOptions,
 }
 
 # The minimum for ct.convert to succeed and be right (DESIGN §2). A pass that
 # finds nothing to rewrite in a stage records 0 sites and costs nothing.
 COREML_DEFAULT = ("kokoro::remove_dropout", "kokoro::fold_weight_norm", "kokoro::constant_rsqrt",
                   "kokoro::stft_conv", "kokoro::deterministic_noise", "kokoro::unpack_lstm",
-                  "kokoro::albert_inputs")
+                  "kokoro::albert_inputs", "kokoro::mask_padding")
 
 # Named, ordered pass lists a stage starts from (`surgery: {preset: ...}`).
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -66,4 +67,5 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 
 # The preset a stage kind uses when its config names none.
-DEFAULT_PRESET: dict[str, str] = {"vocoder": "coreml-default", "duration": "coreml-default"}
+DEFAULT_PRESET: dict[str, str] = {"duration": "coreml-default", "prosody": "coreml-default",
+                                  "vocoder": "coreml-default"}

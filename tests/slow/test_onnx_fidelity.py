@@ -16,6 +16,7 @@ import torch
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from kokoro_build.report.audio import correlation, log_mel  # noqa: E402
 from kokoro_build.surgery import make_pass  # noqa: E402
 from kokoro_build.surgery.catalog import PRESETS  # noqa: E402
 
@@ -93,30 +94,6 @@ def _run_kmodel(model, tokens, style, durations):
     return audio.flatten(), taps
 
 
-def _mel_filterbank(sr=24000, n_fft=1024, n_mels=80, fmax=12000.0):
-    to_mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)  # noqa: E731
-    to_hz = lambda mel: 700.0 * (10.0 ** (mel / 2595.0) - 1.0)  # noqa: E731
-    edges = to_hz(np.linspace(0.0, to_mel(fmax), n_mels + 2))
-    freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    bank = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
-    return torch.from_numpy(bank.astype(np.float32))
-
-
-def _log_mel(audio, n_fft=1024, hop=256):
-    audio = torch.as_tensor(audio, dtype=torch.float32).flatten()
-    audio = audio / audio.pow(2).mean().sqrt()  # ONNX's iSTFT is ~1.5x louder
-    spec = torch.stft(audio, n_fft, hop, window=torch.hann_window(n_fft),
-                      return_complex=True).abs() ** 2
-    return torch.log(_mel_filterbank(n_fft=n_fft) @ spec + 1e-5)
-
-
-def _corr(a, b) -> float:
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 @pytest.mark.slow
 def test_state_dict_is_complete_float32(state_dict, kmodel):
     assert set(state_dict) == set(kmodel.state_dict())
@@ -133,18 +110,18 @@ def test_matches_onnxruntime(phonemes, config, kmodel, session, voice_pack):
     onnx_frames = torch.from_numpy(ref["round"]).clamp(min=1)
     audio, got = _run_kmodel(kmodel, tokens, style, onnx_frames)
 
-    assert _corr(got["dur"], ref["dur"]) >= 0.999
+    assert correlation(got["dur"], ref["dur"]) >= 0.999
     pred_dur = torch.round(got["dur"]).clamp(min=1)  # as KModel rounds them
     # Durations near x.5 may round the other way: allow ±1 frame on a few tokens.
     assert (pred_dur - onnx_frames).abs().max() <= 1
     assert (pred_dur == onnx_frames).float().mean() >= 0.95
-    assert _corr(pred_dur, onnx_frames) >= 0.995
-    assert _corr(got["F0"], ref["F0"]) >= 0.999
-    assert _corr(got["N"], ref["N"]) >= 0.999
+    assert correlation(pred_dur, onnx_frames) >= 0.995
+    assert correlation(got["F0"], ref["F0"]) >= 0.999
+    assert correlation(got["N"], ref["N"]) >= 0.999
 
     assert len(audio) == len(onnx_audio)
     assert torch.isfinite(audio).all()
-    assert _corr(_log_mel(audio), _log_mel(onnx_audio)) >= 0.99
+    assert correlation(log_mel(audio), log_mel(onnx_audio)) >= 0.99
 
 
 @pytest.mark.slow
@@ -159,4 +136,4 @@ def test_surgered_vocoder_still_matches_onnxruntime(config, kmodel, session, voi
     onnx_audio, ref = _run_onnx(session, tokens, style)
     audio, _ = _run_kmodel(model, tokens, style, torch.from_numpy(ref["round"]).clamp(min=1))
     assert torch.isfinite(audio).all()
-    assert _corr(_log_mel(audio), _log_mel(onnx_audio)) >= 0.99
+    assert correlation(log_mel(audio), log_mel(onnx_audio)) >= 0.99

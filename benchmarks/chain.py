@@ -1,0 +1,89 @@
+"""Benchmark: the chain's real-time factor (torch backend) against monolithic KModel.
+
+    .venv/bin/python benchmarks/chain.py [--variant artifacts/default] [--repeats 3]
+
+On the same sentences and chunks, times Chain.speak_phonemes (duration, host
+alignment, prosody, vocoder: traced fp32 twins at padded buckets) against
+KModel.forward_with_tokens per chunk, after one warm-up each; G2P is excluded
+from both. Also reports the share of computed frames that were bucket padding.
+Prints one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SENTENCES = [
+    "Hello! This is a short test.",
+    "The quick brown fox jumps over the lazy dog, and then it runs back home again.",
+    "Kokoro is an open-weight text to speech model. It has eighty two million parameters, "
+    "and it runs on phones, laptops and servers alike, often faster than real time.",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--variant", default=str(ROOT / "artifacts" / "default"))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import torch
+
+    from kokoro_build.runtime import Chain
+    from kokoro_build.runtime.text import misaki_g2p, speakable
+    from kokoro_build.source.kmodel import build_kmodel
+    from kokoro_build.source.weights import load_weights
+
+    torch.set_num_threads(2)
+    chain = Chain(args.variant)
+    g2p = misaki_g2p()
+    phonemes = [speakable(g2p(s), chain.vocab) for s in SENTENCES]
+    blob = load_weights(str(Path(args.variant) / "weights" / "kokoro.pt"))
+    kmodel = build_kmodel(blob["config"], blob["state_dict"])
+    voice = next(iter(chain.voices))
+
+    def run_chain():
+        return [chain.speak_phonemes(p, voice) for p in phonemes]
+
+    def run_kmodel(speeches):
+        for speech in speeches:
+            for chunk in speech.chunks:
+                ref_s = chain.voices[voice][len(chunk.phonemes) - 1].reshape(1, -1)
+                with torch.no_grad():
+                    kmodel.forward_with_tokens(torch.LongTensor([chunk.tokens]), ref_s, 1.0)
+
+    speeches = run_chain()  # warm-up (loads the traced modules)
+    run_kmodel(speeches)
+    chain_s, kmodel_s = [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        speeches = run_chain()
+        chain_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        run_kmodel(speeches)
+        kmodel_s.append(time.perf_counter() - start)
+    audio_s = sum(len(s.audio) for s in speeches) / 24000
+    chunks = [c for s in speeches for c in s.chunks]
+    padded = {kind: sum(c.buckets[kind] - (len(c.tokens) if kind == "duration" else c.frames)
+                        for c in chunks) / sum(c.buckets[kind] for c in chunks)
+              for kind in ("duration", "prosody", "vocoder")}
+    print(json.dumps({
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.system()} {platform.machine()}",
+        "audio_seconds": round(audio_s, 2),
+        "chain_seconds_best": round(min(chain_s), 3), "kmodel_seconds_best": round(min(kmodel_s), 3),
+        "chain_rtf": round(audio_s / min(chain_s), 2), "kmodel_rtf": round(audio_s / min(kmodel_s), 2),
+        "chain_vs_kmodel_speed": round(min(kmodel_s) / min(chain_s), 3),
+        "padding_share_of_frames": {k: round(v, 3) for k, v in padded.items()},
+        "buckets": [c.buckets for c in chunks],
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The variant manifest: every artifact of a build, with its I/O, shapes and digest.
+
+Written last by its own doit task; the chain (runtime/) and app code start here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .package import digest_path, write_json
+
+FORMAT = "kokoro-build-manifest/1"
+
+
+def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path: str) -> None:
+    """doit action. `stages`: {stage name: {kind, shape mode, [(sizes, package, traced)]}}."""
+    root = Path(out_dir)
+    weights_info = json.loads(digest_path(weights).read_text())
+    manifest = {
+        "format": FORMAT, "name": name,
+        "weights": {"path": _rel(weights, root), "sha256": weights_info["sha256"],
+                    "provenance": weights_info.get("provenance")},
+        "stages": {},
+    }
+    for stage_name, stage in stages.items():
+        artifacts = []
+        for sizes, package, traced in stage["artifacts"]:
+            report = json.loads(_report_path(package).read_text())
+            artifacts.append({
+                "sizes": sizes, "package": _rel(package, root), "traced": _rel(traced, root),
+                "sha256": report["sha256"], "bytes": report["bytes"],
+                "inputs": report["inputs"], "outputs": report["outputs"],
+                "precision": report["precision"], "compute_units": report["compute_units"],
+            })
+        manifest["stages"][stage_name] = {"kind": stage["kind"], "artifacts": artifacts}
+    write_json(out_path, manifest)
+    print(f"manifest: {sum(len(s['artifacts']) for s in manifest['stages'].values())} artifacts "
+          f"-> {Path(out_path).name}", flush=True)
+
+
+def _report_path(package: str) -> Path:
+    path = Path(package)
+    return path.with_name(path.name.removesuffix(".mlpackage") + ".report.json")
+
+
+def _rel(path: str, root: Path) -> str:
+    return str(Path(path).resolve().relative_to(root.resolve()))
+
+
+def load_manifest(variant_dir: str | Path) -> dict:
+    path = Path(variant_dir) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: build the variant first (make build, or doit)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT}")
+    return manifest

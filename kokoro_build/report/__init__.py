@@ -1,0 +1,1 @@
+"""What reports compute and print: audio metrics now; more with verification."""

@@ -1,0 +1,65 @@
+"""Backends run one artifact of a manifest on named numpy inputs."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+class TorchBackend:
+    """The surgered, traced fp32 twins (`_work/<stage>/<shape>.traced.pt`)."""
+
+    name = "torch"
+
+    def __init__(self, variant_dir: Path):
+        self.variant_dir = variant_dir
+        self._modules: dict[str, object] = {}
+
+    def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+        path = artifact["traced"]
+        if path not in self._modules:
+            self._modules[path] = torch.jit.load(str(self.variant_dir / path)).eval()
+        args = []
+        for spec in artifact["inputs"]:
+            value = torch.from_numpy(np.ascontiguousarray(inputs[spec["name"]]))
+            args.append(value.long() if spec["dtype"].startswith("int") else value.float())
+        with torch.no_grad():
+            outputs = self._modules[path](*args)
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        return {spec["name"]: out.numpy() for spec, out in zip(artifact["outputs"], outputs)}
+
+
+class CoreMLBackend:
+    """The .mlpackage files through Core ML. Prediction exists only on macOS."""
+
+    name = "coreml"
+
+    def __init__(self, variant_dir: Path):
+        if platform.system() != "Darwin":
+            raise BackendError("the coreml backend runs Core ML prediction, which exists only on "
+                               "macOS; on Linux use --backend torch")
+        self.variant_dir = variant_dir
+        self._models: dict[str, object] = {}
+
+    def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import coremltools as ct
+        path = artifact["package"]
+        if path not in self._models:
+            self._models[path] = ct.models.MLModel(str(self.variant_dir / path))
+        feeds = {spec["name"]: inputs[spec["name"]].astype(spec["dtype"]) for spec in artifact["inputs"]}
+        return self._models[path].predict(feeds)
+
+
+BACKENDS = {"torch": TorchBackend, "coreml": CoreMLBackend}
+
+
+def make_backend(name: str, variant_dir: Path):
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[name](variant_dir)

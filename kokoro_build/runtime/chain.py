@@ -1,0 +1,194 @@
+"""The conductor: runs a built variant's stages in order, one chunk at a time."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..manifest import load_manifest
+from .backends import make_backend
+from .text import MAX_TOKENS, chunk_phonemes, halve, misaki_g2p, speakable
+
+SAMPLE_RATE = 24000
+HARMONICS = 9  # kokoro's harmonic source: the fundamental and 8 overtones
+REQUIRED_KINDS = ("duration", "prosody", "vocoder")
+
+
+class ChainError(ValueError):
+    """Input the chain refuses, with the reason."""
+
+
+@dataclass
+class ChunkResult:
+    phonemes: str
+    tokens: list[int]
+    durations: np.ndarray  # frames per token, boundary tokens included (rounded, >= 1)
+    buckets: dict[str, int]  # stage kind -> bucket size used
+    noise_seed: int
+    audio: np.ndarray
+
+    @property
+    def frames(self) -> int:
+        return int(self.durations.sum())
+
+
+@dataclass
+class Speech:
+    audio: np.ndarray
+    chunks: list[ChunkResult] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the chain (G2P included)
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def real_time_factor(self) -> float:
+        """Seconds of audio per second of compute (> 1: faster than real time)."""
+        return len(self.audio) / self.sample_rate / max(self.seconds, 1e-9)
+
+
+class _NoFrameBucket(Exception):
+    pass
+
+
+class Chain:
+    def __init__(self, variant_dir: str | Path, backend: str = "torch", g2p: Callable | None = None):
+        from ..source.weights import load_weights
+
+        self.variant_dir = Path(variant_dir)
+        self.manifest = load_manifest(self.variant_dir)
+        self.backend = make_backend(backend, self.variant_dir)
+        by_kind = {stage["kind"]: stage for stage in self.manifest["stages"].values()}
+        missing = [kind for kind in REQUIRED_KINDS if kind not in by_kind]
+        if missing:
+            raise ChainError(f"variant {self.manifest['name']} has no {', '.join(missing)} stage; "
+                             f"the chain needs {', '.join(REQUIRED_KINDS)}")
+        self.stages = by_kind
+        blob = load_weights(str(self.variant_dir / self.manifest["weights"]["path"]))
+        self.config, self.voices = blob["config"], blob["voices"]
+        self.vocab: dict[str, int] = self.config["vocab"]
+        ist = self.config["istftnet"]
+        self.samples_per_frame = 2 * math.prod(ist["upsample_rates"]) * ist["gen_istft_hop_size"]
+        self._g2p = g2p
+
+    # -- public -------------------------------------------------------------------
+    def speak(self, text: str, voice: str, speed: float = 1.0, seed: int = 0,
+              progress: Callable[[str], None] | None = None) -> Speech:
+        if not text or not text.strip():
+            raise ChainError("empty text: nothing to speak")
+        self._check(voice, speed)
+        if self._g2p is None:  # loading spaCy takes seconds: not part of speaking
+            self._g2p = misaki_g2p()
+        start = time.time()
+        phonemes = speakable(self._g2p(text), self.vocab)
+        if not phonemes.strip(" ,.;:!?"):
+            raise ChainError(f"no speakable symbol in the text ({text[:40]!r}): the G2P produced "
+                             "no phoneme that Kokoro knows")
+        speech = self.speak_phonemes(phonemes, voice, speed, seed, progress)
+        speech.seconds = time.time() - start
+        return speech
+
+    def speak_phonemes(self, phonemes: str, voice: str, speed: float = 1.0, seed: int = 0,
+                       progress: Callable[[str], None] | None = None) -> Speech:
+        """Kokoro phonemes (every symbol in the vocab) -> audio, chunk by chunk."""
+        self._check(voice, speed)
+        unknown = sorted({p for p in phonemes if p not in self.vocab})
+        if unknown:
+            raise ChainError(f"symbols not in Kokoro's vocab: {''.join(unknown)!r}")
+        start, queue, chunks = time.time(), chunk_phonemes(phonemes), []
+        while queue:
+            piece = queue.pop(0)
+            try:
+                chunk = self._speak_chunk(piece, voice, speed, seed + len(chunks))
+            except _NoFrameBucket:
+                if len(piece) < 2:
+                    raise ChainError("a single token needs more frames than the largest bucket")
+                queue[:0] = [p for p in halve(piece) if p]
+                continue
+            chunks.append(chunk)
+            if progress:
+                progress(f"chunk {len(chunks)}: {len(chunk.tokens)} tokens -> duration "
+                         f"{chunk.buckets['duration']}; {chunk.frames} frames -> prosody "
+                         f"{chunk.buckets['prosody']}, vocoder {chunk.buckets['vocoder']} "
+                         f"({len(queue)} queued)")
+        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
+        return Speech(audio, chunks, time.time() - start)
+
+    # -- steps --------------------------------------------------------------------
+    def _check(self, voice: str, speed: float) -> None:
+        if voice not in self.voices:
+            raise ChainError(f"unknown voice {voice!r}; this variant has: {', '.join(self.voices)}")
+        if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+            raise ChainError(f"speed must be a number > 0, got {speed!r}")
+
+    def _pick(self, kind: str, dim: str, size: int) -> dict | None:
+        """The smallest artifact of a stage whose `dim` holds `size`."""
+        fitting = [a for a in self.stages[kind]["artifacts"] if a["sizes"][dim] >= size]
+        return min(fitting, key=lambda a: a["sizes"][dim]) if fitting else None
+
+    def _speak_chunk(self, phonemes: str, voice: str, speed: float, noise_seed: int) -> ChunkResult:
+        # kokoro picks the style row by phoneme count (KPipeline: pack[len(ps) - 1])
+        ref_s = self.voices[voice][len(phonemes) - 1].reshape(1, -1).numpy().astype(np.float32)
+        tokens = [0] + [self.vocab[p] for p in phonemes] + [0]
+        raw, d, t_en, token_bucket = self._duration(tokens, ref_s, speed)
+        durations = np.maximum(np.round(raw), 1).astype(np.int64)  # as KModel: round, clamp(min=1)
+        frames = int(durations.sum())
+        prosody, vocoder = self._pick("prosody", "frames", frames), self._pick("vocoder", "frames", frames)
+        if prosody is None or vocoder is None:
+            raise _NoFrameBucket
+        alignment = np.zeros((len(tokens), frames), np.float32)
+        alignment[np.repeat(np.arange(len(tokens)), durations), np.arange(frames)] = 1.0
+        f0, n = self._prosody(prosody, d.T @ alignment, ref_s, frames)
+        audio = self._vocoder(vocoder, t_en @ alignment, f0, n, ref_s, frames, noise_seed)
+        buckets = {"duration": token_bucket, "prosody": prosody["sizes"]["frames"],
+                   "vocoder": vocoder["sizes"]["frames"]}
+        return ChunkResult(phonemes, tokens, durations, buckets, noise_seed, audio)
+
+    def _duration(self, tokens: list[int], ref_s: np.ndarray, speed: float):
+        count = len(tokens)
+        artifact = self._pick("duration", "tokens", count)
+        if artifact is None:  # chunking keeps chunks <= MAX_TOKENS; a variant may stop lower
+            raise ChainError(f"{count} tokens: no duration bucket that large "
+                             f"(chunks are at most {MAX_TOKENS} + 2)")
+        bucket = artifact["sizes"]["tokens"]
+        self._check_padding(artifact, "attention_mask", count, bucket)
+        ids = np.zeros((1, bucket), np.int32)
+        ids[0, :count] = tokens
+        out = self.backend.run(artifact, {
+            "input_ids": ids, "ref_s": ref_s, "speed": np.array([speed], np.float32),
+            "attention_mask": (np.arange(bucket) < count).astype(np.float32)[None]})
+        return (out["durations"][0, :count], out["d"][0, :count], out["t_en"][0, :, :count], bucket)
+
+    def _prosody(self, artifact: dict, en: np.ndarray, ref_s: np.ndarray, frames: int):
+        bucket = artifact["sizes"]["frames"]
+        self._check_padding(artifact, "valid_frames", frames, bucket)
+        out = self.backend.run(artifact, {
+            "en": _pad_last(en[None], bucket), "style": ref_s[:, 128:],
+            "valid_frames": np.array([frames], np.float32)})
+        return out["f0"][0, : 2 * frames], out["n"][0, : 2 * frames]
+
+    def _vocoder(self, artifact, asr, f0, n, ref_s, frames: int, noise_seed: int) -> np.ndarray:
+        from ..surgery.passes.noise import seeded_noise
+        bucket, spf = artifact["sizes"]["frames"], self.samples_per_frame
+        self._check_padding(artifact, "valid_frames", frames, bucket)
+        phase_init, source_noise = seeded_noise(frames * spf, HARMONICS, noise_seed)
+        out = self.backend.run(artifact, {
+            "asr": _pad_last(asr[None], bucket), "f0": _pad_last(f0[None], 2 * bucket),
+            "n": _pad_last(n[None], 2 * bucket), "style": ref_s[:, :128],
+            "phase_init": phase_init.numpy(), "source_noise": _pad_last(source_noise.numpy(), bucket * spf),
+            "valid_frames": np.array([frames], np.float32)})
+        return out["audio"][0, : frames * spf].astype(np.float32)
+
+    @staticmethod
+    def _check_padding(artifact: dict, mask_input: str, size: int, bucket: int) -> None:
+        if size < bucket and mask_input not in {spec["name"] for spec in artifact["inputs"]}:
+            raise ChainError(f"{artifact['package']} has no {mask_input} input, so it can't be "
+                             f"padded from {size} to {bucket}; build it with its masking pass")
+
+
+def _pad_last(x: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad the last axis to `size`."""
+    pad = [(0, 0)] * (x.ndim - 1) + [(0, size - x.shape[-1])]
+    return np.pad(x.astype(np.float32), pad)

@@ -1,0 +1,65 @@
+"""The chain end to end on a small random-weight Kokoro: 10,000 characters through
+misaki, chunking, halving and every stage, plus the refusals."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
+PIPELINE = f"""\
+version: 1
+name: tiny-chain
+model:
+  source: {{random_seed: 0, config: {TINY}}}
+  voices: [test_voice]
+stages:
+  duration:
+    kind: duration
+    shapes: {{tokens: {{buckets: [512]}}}}
+    surgery: {{options: {{kokoro::unpack_lstm: {{masked: true}}, kokoro::albert_inputs: {{mask: additive}}}}}}
+  prosody: {{kind: prosody, shapes: {{frames: {{buckets: [600]}}}}}}
+  vocoder: {{kind: vocoder, shapes: {{frames: {{buckets: [600]}}}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny-chain")
+    (tmp / "pipeline.yaml").write_text(PIPELINE)
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"),
+                             f"config={tmp / 'pipeline.yaml'}"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    from kokoro_build.runtime import Chain
+    return Chain(tmp / "artifacts" / "tiny-chain", backend="torch")
+
+
+@pytest.mark.slow
+def test_ten_thousand_characters_are_chunked_and_spoken(chain):
+    paragraph = ("The committee met on Tuesday to discuss the budget, the schedule and the new "
+                 "library; nobody agreed, so they met again on Wednesday. ")
+    text = (paragraph * (10_000 // len(paragraph) + 1))[:10_000]
+    lines = []
+    speech = chain.speak(text, voice="test_voice", progress=lines.append)
+    assert len(speech.chunks) >= 20 and len(lines) == len(speech.chunks)
+    assert all(c.frames <= 600 and len(c.tokens) <= 512 for c in speech.chunks)
+    assert len(speech.audio) == sum(c.frames for c in speech.chunks) * chain.samples_per_frame
+    assert np.isfinite(speech.audio).all() and speech.audio.std() > 0
+    again = chain.speak(text[:300], voice="test_voice")
+    assert np.array_equal(again.audio, chain.speak(text[:300], voice="test_voice").audio)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kwargs, message", [
+    ({"text": "   "}, "empty text"),
+    ({"text": "?! ... !"}, "no speakable symbol"),
+    ({"text": "hello", "speed": 0}, "speed must be a number > 0"),
+    ({"text": "hello", "speed": float("nan")}, "speed must be a number > 0"),
+    ({"text": "hello", "voice": "af_nope"}, "unknown voice 'af_nope'; this variant has: test_voice"),
+])
+def test_bad_input_is_refused_clearly(chain, kwargs, message):
+    from kokoro_build.runtime import ChainError
+    with pytest.raises(ChainError, match=__import__("re").escape(message)):
+        chain.speak(**{"voice": "test_voice", **kwargs})

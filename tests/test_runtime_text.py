@@ -1,0 +1,38 @@
+"""Phoneme chunking for the chain (no model needed)."""
+import pytest
+
+from kokoro_build.runtime.backends import BackendError, make_backend
+from kokoro_build.runtime.text import chunk_phonemes, halve, speakable, split_at_break
+
+
+def test_chunks_end_at_sentence_breaks_and_respect_the_limit():
+    sentence = "ðɪs ɪz ə sˈɛntᵊns. "
+    text = sentence * 60
+    chunks = chunk_phonemes(text, max_tokens=100)
+    assert all(len(c) <= 100 for c in chunks)
+    assert all(c.endswith(".") for c in chunks[:-1])
+    assert "".join(c.replace(" ", "") for c in chunks) == text.replace(" ", "")
+
+
+def test_a_chunk_without_breaks_is_cut_hard():
+    head, rest = split_at_break("a" * 30, 10)
+    assert (head, rest) == ("a" * 10, "a" * 20)
+    assert chunk_phonemes("") == []
+
+
+def test_halve_splits_at_the_break_nearest_the_middle():
+    left, right = halve("aaaa, bbbb. cccc, dddd")
+    assert (left, right) == ("aaaa, bbbb.", "cccc, dddd")
+
+
+def test_speakable_drops_symbols_outside_the_vocab():
+    assert speakable("a#b", {"a": 1, "b": 2}) == "ab"
+
+
+def test_backends_by_name(tmp_path):
+    with pytest.raises(BackendError, match="unknown backend 'tflite'; known: torch, coreml"):
+        make_backend("tflite", tmp_path)
+    import platform
+    if platform.system() != "Darwin":
+        with pytest.raises(BackendError, match="only on macOS"):
+            make_backend("coreml", tmp_path)
