@@ -52,9 +52,9 @@ def test_vocoder_noise_inputs_follow_the_noise_mode(tiny_config, tiny_voice_pack
     vocoder = get_stage_kind("vocoder")
     as_inputs = vocoder(tiny_config, _default_passes("vocoder"))
     names = [s.name for s in as_inputs.inputs({"frames": 8})]
-    assert names == ["asr", "f0", "n", "style", "phase_init", "source_noise"]
+    assert names == ["asr", "f0", "n", "style", "phase_init", "source_noise", "valid_frames"]
     example = as_inputs.example_inputs({"frames": 8}, tiny_voice_pack)
     assert [tuple(t.shape) for t in example] == [tuple(s.shape) for s in as_inputs.inputs({"frames": 8})]
     hashed = vocoder(tiny_config, _default_passes("vocoder", **{"kokoro::deterministic_noise": {"mode": "hash"}}))
-    assert [s.name for s in hashed.inputs({"frames": 8})] == ["asr", "f0", "n", "style"]
-    assert len(hashed.example_inputs({"frames": 8}, tiny_voice_pack)) == 4
+    assert [s.name for s in hashed.inputs({"frames": 8})] == ["asr", "f0", "n", "style", "valid_frames"]
+    assert len(hashed.example_inputs({"frames": 8}, tiny_voice_pack)) == 5

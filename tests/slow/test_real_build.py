@@ -49,10 +49,10 @@ def test_vocoder_report_and_ops(built):
     assert passes["kokoro::deterministic_noise"]["options"] == {"mode": "input"}
     assert all(p["step_psnr_db"] >= p["min_psnr_db"] for p in passes.values())
     names = [i["name"] for i in report["inputs"]]
-    assert names == ["asr", "f0", "n", "style", "phase_init", "source_noise"]
-    assert report["inputs"][-1]["shape"] == [1, 9, 72000]
+    assert names == ["asr", "f0", "n", "style", "phase_init", "source_noise", "valid_frames"]
+    assert report["inputs"][-2]["shape"] == [1, 9, 72000]
     ops = set(report["op_census"])
-    assert {"conv", "conv_transpose", "instance_norm", "atan"} <= ops
+    assert {"conv", "conv_transpose", "atan", "reduce_sum"} <= ops  # AdaIN: masked statistics
     assert not _banned(ops), _banned(ops)
     assert "gather" not in ops  # ConvSTFT's edge bins are slices
     assert 60e6 < report["bytes"] < 140e6  # fp16 decoder: ~100 MB

@@ -20,6 +20,9 @@ CASES = {
     "kokoro::albert_inputs": ("duration", BASE, {"mask": "additive"}, 1),
     "kokoro::cos_snake": ("vocoder", BASE, {}, 8),
     "kokoro::linear_to_conv": ("duration", BASE, {}, 10),
+    "kokoro::mask_padding[vocoder]": ("vocoder", BASE + ["kokoro::stft_conv", "kokoro::deterministic_noise"],
+                                      {}, 100),
+    "kokoro::mask_padding[prosody]": ("prosody", BASE + ["kokoro::deterministic_noise"], {}, 30),
 }
 
 
@@ -34,7 +37,7 @@ def test_pass_on_the_real_submodule(case, config, kmodel, voice_pack):
     pass_id = case.split("[")[0]
     specs = [(p, PADDED.get(p, {})) for p in before] + [(pass_id, options)]
     stage = get_stage_kind(kind)(config, specs)
-    sizes = stage.parity_sizes({"frames": 120} if kind == "vocoder" else {"tokens": 64})
+    sizes = stage.parity_sizes({"tokens": 64} if kind == "duration" else {"frames": 120})
     inputs = stage.example_inputs(sizes, torch.from_numpy(voice_pack))
     result = apply_passes(stage.build_module(kmodel), specs, inputs)  # raises below its gate
     record = result.records[-1]
