@@ -29,7 +29,7 @@ STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
 # Shape modes each kind can build today.
 STAGE_MODES: dict[str, set[str]] = {
     "vocoder": {"buckets"},
-    "duration": {"buckets"},
+    "duration": {"buckets", "range", "enumerated"},
     "prosody": {"buckets"},
 }
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")

@@ -23,7 +23,7 @@ def convert_traced(traced_path: str, export_info: dict, precision: str, compute_
     from .surgery.aten_aliases import torch_op_aliases
 
     traced = torch.jit.load(traced_path)
-    inputs = [ct.TensorType(name=s["name"], shape=tuple(s["shape"]), dtype=np.dtype(s["dtype"]))
+    inputs = [ct.TensorType(name=s["name"], shape=_shape(ct, s), dtype=np.dtype(s["dtype"]))
               for s in export_info["inputs"]]
     outputs = [ct.TensorType(name=s["name"]) for s in export_info["outputs"]]
     with torch_op_aliases():
@@ -31,6 +31,17 @@ def convert_traced(traced_path: str, export_info: dict, precision: str, compute_
                           minimum_deployment_target=getattr(ct.target, deployment),
                           compute_precision=getattr(ct.precision, PRECISIONS[precision]),
                           compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))
+
+
+def _shape(ct, spec: dict):
+    """A fixed shape, a RangeDim per flexible axis (default: the traced size), or
+    EnumeratedShapes (Core ML allows those on one input only)."""
+    if "range" in spec:
+        return ct.Shape([ct.RangeDim(lower_bound=lo, upper_bound=hi, default=size) if lo != hi else size
+                         for (lo, hi), size in zip(spec["range"], spec["shape"])])
+    if "enumerated" in spec:
+        return ct.EnumeratedShapes(shapes=spec["enumerated"], default=spec["shape"])
+    return tuple(spec["shape"])
 
 
 def op_census(mlmodel) -> dict[str, int]:
@@ -74,6 +85,7 @@ def convert_stage(traced_path: str, precision: str, compute_units: str, deployme
     digest = tree_digest(out_path)
     report = {
         "artifact": Path(out_path).name, "kind": export_info["kind"], "sizes": export_info["sizes"],
+        "flexible": export_info.get("flexible", {}),
         "inputs": export_info["inputs"], "outputs": export_info["outputs"],
         "precision": precision, "compute_units": compute_units, "deployment": deployment,
         "passes": export_info["passes"], "op_census": op_census(mlmodel),

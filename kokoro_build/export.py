@@ -7,6 +7,20 @@ from pathlib import Path
 from .package import atomic_path, write_digest
 
 
+def describe(specs_at, sizes: dict[str, int], flexible: dict[str, dict]) -> list[dict]:
+    """Tensor specs at `sizes`, each annotated with how a flexible dimension moves it:
+    "range": [[lo, hi] per axis], or "enumerated": [shape, ...] (one per size)."""
+    described = [spec.as_dict() for spec in specs_at(sizes)]
+    for dim, flex in flexible.items():
+        mode, values = next(iter(flex.items()))
+        at = [specs_at({**sizes, dim: v}) for v in (values if mode == "enumerated" else values[:2])]
+        for i, entry in enumerate(described):
+            shapes = [list(variant[i].shape) for variant in at]
+            if any(shape != shapes[0] for shape in shapes):
+                entry[mode] = shapes if mode == "enumerated" else [list(a) for a in zip(*shapes)]
+    return described
+
+
 def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list,
                   voice: str):
     """(surgered module, example inputs, stage, surgery records) for one shape."""
@@ -26,7 +40,7 @@ def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: l
 
 
 def export_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list,
-                 voice: str, out_path: str) -> None:
+                 voice: str, out_path: str, flexible: dict | None = None) -> None:
     """doit action: write a traced TorchScript file and its digest (with surgery records)."""
     import torch
 
@@ -41,9 +55,9 @@ def export_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: li
         traced = torch.jit.trace(module, inputs, check_trace=False)
     with atomic_path(out_path) as tmp:
         torch.jit.save(traced, str(tmp))
-    write_digest(out_path, kind=kind, sizes=sizes,
-                 inputs=[s.as_dict() for s in stage.inputs(sizes)],
-                 outputs=[s.as_dict() for s in stage.outputs(sizes)],
+    write_digest(out_path, kind=kind, sizes=sizes, flexible=flexible or {},
+                 inputs=describe(stage.inputs, sizes, flexible or {}),
+                 outputs=describe(stage.outputs, sizes, flexible or {}),
                  passes=[r.as_dict() for r in records], provenance=provenance,
                  seconds=round(time.time() - start, 1))
     print(f"export {label}: done in {time.time() - start:.0f} s -> {Path(out_path).name}", flush=True)

@@ -27,7 +27,8 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
         for sizes, package, traced in stage["artifacts"]:
             report = json.loads(_report_path(package).read_text())
             artifacts.append({
-                "sizes": sizes, "package": _rel(package, root), "traced": _rel(traced, root),
+                "sizes": sizes, "flexible": report.get("flexible", {}),
+                "package": _rel(package, root), "traced": _rel(traced, root),
                 "sha256": report["sha256"], "bytes": report["bytes"],
                 "inputs": report["inputs"], "outputs": report["outputs"],
                 "precision": report["precision"], "compute_units": report["compute_units"],

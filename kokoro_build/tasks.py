@@ -8,6 +8,7 @@ slice it reads, and its `file_dep` lists upstream digests plus the code it runs.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -37,16 +38,32 @@ def artifacts_dir(config: PipelineConfig, config_path: str | Path) -> Path:
     return Path(config_path).resolve().parent / "artifacts" / config.name
 
 
-def shape_points(stage: StageConfig) -> list[dict[str, int]]:
-    """One size assignment per artifact. Buckets give one artifact each."""
-    points: list[dict[str, int]] = [{}]
+@dataclass(frozen=True)
+class ShapePoint:
+    """One artifact of a stage: the sizes it is traced at (and, for a flexible
+    dimension, its default), and the flexible dimensions with their mode."""
+
+    sizes: dict[str, int]
+    flexible: dict[str, dict] = field(default_factory=dict)  # dim -> {"range": [lo, hi]} | {"enumerated": [..]}
+
+    @property
+    def label(self) -> str:
+        return "-".join(f"{dim}_{next(iter(self.flexible[dim]))}" if dim in self.flexible
+                        else f"{dim}_{size}" for dim, size in self.sizes.items())
+
+
+def shape_points(stage: StageConfig) -> list[ShapePoint]:
+    """Buckets give one artifact each; a range or enumerated dimension gives one
+    artifact for all its sizes, traced at its largest size (also its default)."""
+    points = [ShapePoint({})]
     for dim, spec in stage.shapes.items():
-        points = [{**p, dim: size} for p in points for size in spec.sizes]
+        if spec.mode == "buckets":
+            points = [ShapePoint({**p.sizes, dim: size}, p.flexible) for p in points for size in spec.sizes]
+        else:
+            flexible = {spec.mode: list(spec.sizes)}
+            points = [ShapePoint({**p.sizes, dim: max(spec.sizes)}, {**p.flexible, dim: flexible})
+                      for p in points]
     return points
-
-
-def shape_label(sizes: dict[str, int]) -> str:
-    return "-".join(f"{dim}_{size}" for dim, size in sizes.items())
 
 
 def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[dict]:
@@ -66,7 +83,8 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
     for stage_name, stage in config.stages.items():
         yield from _stage_tasks(config, stage_name, stage, out, weights)
         manifest_stages[stage_name] = {"kind": stage.kind, "artifacts": [
-            (sizes, str(package), str(traced)) for sizes, traced, package in _stage_paths(out, stage_name, stage)]}
+            (point.sizes, str(package), str(traced))
+            for point, traced, package in _stage_paths(out, stage_name, stage)]}
     manifest = out / "manifest.json"
     packages = [a[1] for s in manifest_stages.values() for a in s["artifacts"]]
     yield {
@@ -83,26 +101,26 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
 
 
 def _stage_paths(out: Path, stage_name: str, stage: StageConfig):
-    """(sizes, traced path, package path) per artifact of a stage."""
-    for sizes in shape_points(stage):
-        label = shape_label(sizes)
-        yield (sizes, out / "_work" / stage_name / f"{label}.traced.pt",
-               out / stage_name / f"{label}.mlpackage")
+    """(shape point, traced path, package path) per artifact of a stage."""
+    for point in shape_points(stage):
+        yield (point, out / "_work" / stage_name / f"{point.label}.traced.pt",
+               out / stage_name / f"{point.label}.mlpackage")
 
 
 def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
     passes = stage.passes()
     voice = config.model.voices[0]
-    for sizes, traced, package in _stage_paths(out, stage_name, stage):
-        label = shape_label(sizes)
+    for point, traced, package in _stage_paths(out, stage_name, stage):
+        label, sizes = point.label, point.sizes
         report = out / stage_name / f"{label}.report.json"
-        export_slice = {"kind": stage.kind, "sizes": sizes, "passes": passes, "voice": voice}
+        export_slice = {"kind": stage.kind, "sizes": sizes, "flexible": point.flexible,
+                        "passes": passes, "voice": voice}
         yield {
             "basename": stage_name, "name": f"{label}.export",
             "doc": f"surgery + trace {stage_name} at {label}",
             "actions": [(_action("kokoro_build.export:export_stage"),
-                         [str(weights), stage.kind, sizes, passes, voice, str(traced)])],
+                         [str(weights), stage.kind, sizes, passes, voice, str(traced), point.flexible])],
             "file_dep": [str(digest_path(weights))] + code_files(*EXPORT_CODE),
             "targets": [str(traced), str(digest_path(traced))],
             "uptodate": [config_changed(export_slice)],

@@ -24,8 +24,7 @@ def test_default_graph_has_one_export_and_convert_per_bucket():
     for frames in (120, 200, 400, 1200):
         for stage in ("prosody", "vocoder"):
             expected |= {f"{stage}:frames_{frames}.export", f"{stage}:frames_{frames}.convert"}
-    for tokens in (64, 128, 256, 512):
-        expected |= {f"duration:tokens_{tokens}.export", f"duration:tokens_{tokens}.convert"}
+    expected |= {"duration:tokens_range.export", "duration:tokens_range.convert"}
     assert names == expected
 
 
@@ -66,6 +65,8 @@ def test_stage_surgery_reaches_the_export_task(tmp_path):
     config.write_text(text)
     export = tasks_by_name(config)["vocoder:frames_120.export"]
     passes = export["actions"][0][1][3]
+    assert tasks_by_name(config)["duration:tokens_range.export"]["actions"][0][1][-1] == {
+        "tokens": {"range": [2, 512]}}
     assert [p for p, _ in passes] == ["kokoro::remove_dropout", "kokoro::fold_weight_norm",
                                       "kokoro::stft_conv", "kokoro::deterministic_noise",
                                       "kokoro::unpack_lstm", "kokoro::albert_inputs",

@@ -123,10 +123,23 @@ class Chain:
         if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
             raise ChainError(f"speed must be a number > 0, got {speed!r}")
 
-    def _pick(self, kind: str, dim: str, size: int) -> dict | None:
-        """The smallest artifact of a stage whose `dim` holds `size`."""
-        fitting = [a for a in self.stages[kind]["artifacts"] if a["sizes"][dim] >= size]
-        return min(fitting, key=lambda a: a["sizes"][dim]) if fitting else None
+    def _pick(self, kind: str, dim: str, size: int) -> tuple[dict, int] | tuple[None, None]:
+        """(artifact, the size to run it at) for the least padding: a range that holds
+        `size` runs at `size` exactly; buckets and enumerated sizes at the smallest
+        one that holds it."""
+        options = []
+        for artifact in self.stages[kind]["artifacts"]:
+            flexible = artifact.get("flexible", {}).get(dim, {})
+            if "range" in flexible:
+                low, high = flexible["range"]
+                candidates = [max(size, low)] if size <= high else []
+            else:
+                candidates = [s for s in flexible.get("enumerated", [artifact["sizes"][dim]]) if s >= size]
+            options += [(run_size, artifact) for run_size in candidates]
+        if not options:
+            return None, None
+        run_size, artifact = min(options, key=lambda option: option[0])
+        return artifact, run_size
 
     def _speak_chunk(self, phonemes: str, voice: str, speed: float, noise_seed: int) -> ChunkResult:
         # kokoro picks the style row by phoneme count (KPipeline: pack[len(ps) - 1])
@@ -135,24 +148,23 @@ class Chain:
         raw, d, t_en, token_bucket = self._duration(tokens, ref_s, speed)
         durations = np.maximum(np.round(raw), 1).astype(np.int64)  # as KModel: round, clamp(min=1)
         frames = int(durations.sum())
-        prosody, vocoder = self._pick("prosody", "frames", frames), self._pick("vocoder", "frames", frames)
+        (prosody, prosody_size), (vocoder, vocoder_size) = (self._pick(kind, "frames", frames)
+                                                             for kind in ("prosody", "vocoder"))
         if prosody is None or vocoder is None:
             raise _NoFrameBucket
         alignment = np.zeros((len(tokens), frames), np.float32)
         alignment[np.repeat(np.arange(len(tokens)), durations), np.arange(frames)] = 1.0
-        f0, n = self._prosody(prosody, d.T @ alignment, ref_s, frames)
-        audio = self._vocoder(vocoder, t_en @ alignment, f0, n, ref_s, frames, noise_seed)
-        buckets = {"duration": token_bucket, "prosody": prosody["sizes"]["frames"],
-                   "vocoder": vocoder["sizes"]["frames"]}
+        f0, n = self._prosody(prosody, prosody_size, d.T @ alignment, ref_s, frames)
+        audio = self._vocoder(vocoder, vocoder_size, t_en @ alignment, f0, n, ref_s, frames, noise_seed)
+        buckets = {"duration": token_bucket, "prosody": prosody_size, "vocoder": vocoder_size}
         return ChunkResult(phonemes, tokens, durations, buckets, noise_seed, audio)
 
     def _duration(self, tokens: list[int], ref_s: np.ndarray, speed: float):
         count = len(tokens)
-        artifact = self._pick("duration", "tokens", count)
+        artifact, bucket = self._pick("duration", "tokens", count)
         if artifact is None:  # chunking keeps chunks <= MAX_TOKENS; a variant may stop lower
             raise ChainError(f"{count} tokens: no duration bucket that large "
                              f"(chunks are at most {MAX_TOKENS} + 2)")
-        bucket = artifact["sizes"]["tokens"]
         self._check_padding(artifact, "attention_mask", count, bucket)
         ids = np.zeros((1, bucket), np.int32)
         ids[0, :count] = tokens
@@ -161,17 +173,16 @@ class Chain:
             "attention_mask": (np.arange(bucket) < count).astype(np.float32)[None]})
         return (out["durations"][0, :count], out["d"][0, :count], out["t_en"][0, :, :count], bucket)
 
-    def _prosody(self, artifact: dict, en: np.ndarray, ref_s: np.ndarray, frames: int):
-        bucket = artifact["sizes"]["frames"]
+    def _prosody(self, artifact: dict, bucket: int, en: np.ndarray, ref_s: np.ndarray, frames: int):
         self._check_padding(artifact, "valid_frames", frames, bucket)
         out = self.backend.run(artifact, {
             "en": _pad_last(en[None], bucket), "style": ref_s[:, 128:],
             "valid_frames": np.array([frames], np.float32)})
         return out["f0"][0, : 2 * frames], out["n"][0, : 2 * frames]
 
-    def _vocoder(self, artifact, asr, f0, n, ref_s, frames: int, noise_seed: int) -> np.ndarray:
+    def _vocoder(self, artifact, bucket: int, asr, f0, n, ref_s, frames: int, noise_seed: int) -> np.ndarray:
         from ..surgery.passes.noise import seeded_noise
-        bucket, spf = artifact["sizes"]["frames"], self.samples_per_frame
+        spf = self.samples_per_frame
         self._check_padding(artifact, "valid_frames", frames, bucket)
         phase_init, source_noise = seeded_noise(frames * spf, HARMONICS, noise_seed)
         out = self.backend.run(artifact, {
