@@ -58,3 +58,24 @@ def test_vocoder_noise_inputs_follow_the_noise_mode(tiny_config, tiny_voice_pack
     hashed = vocoder(tiny_config, _default_passes("vocoder", **{"kokoro::deterministic_noise": {"mode": "hash"}}))
     assert [s.name for s in hashed.inputs({"frames": 8})] == ["asr", "f0", "n", "style", "valid_frames"]
     assert len(hashed.example_inputs({"frames": 8}, tiny_voice_pack)) == 5
+
+
+def test_flexible_shapes_are_described_per_axis(tiny_config):
+    from kokoro_build.export import describe
+    prosody = get_stage_kind("prosody")(tiny_config, [])
+    ranged = describe(prosody.inputs, {"frames": 400}, {"frames": {"range": [20, 400]}})
+    assert ranged[0] == {"name": "en", "shape": [1, 640, 400], "dtype": "float32",
+                         "range": [[1, 1], [640, 640], [20, 400]]}
+    assert "range" not in ranged[1]  # style does not depend on the frames
+    listed = describe(prosody.outputs, {"frames": 200}, {"frames": {"enumerated": [100, 200]}})
+    assert listed[0]["enumerated"] == [[1, 200], [1, 400]]
+
+
+def test_shape_points_and_labels():
+    from kokoro_build.tasks import shape_points
+    stage = StageConfig(kind="duration", shapes={"tokens": {"range": [2, 512]}})
+    (point,) = shape_points(stage)
+    assert (point.label, point.sizes, point.flexible) == ("tokens_range", {"tokens": 512},
+                                                          {"tokens": {"range": [2, 512]}})
+    buckets = StageConfig(kind="vocoder", shapes={"frames": {"buckets": [8, 16]}})
+    assert [p.label for p in shape_points(buckets)] == ["frames_8", "frames_16"]
