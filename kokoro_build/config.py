@@ -28,13 +28,13 @@ STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
 }
 # Shape modes each kind can build today.
 STAGE_MODES: dict[str, set[str]] = {
-    # Flexible vocoder shapes fail in ct.convert: SineGen's F.interpolate by a scale
-    # factor becomes an upsample with a float output size (measured here).
-    "vocoder": {"buckets"},
+    "vocoder": {"buckets", "range", "enumerated"},
     "duration": {"buckets", "range", "enumerated"},
     "prosody": {"buckets", "range", "enumerated"},
 }
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
+# Below these, ct.convert takes EnumeratedShapes on one input only (measured here).
+MULTI_ENUMERATED = ("iOS18", "macOS15")
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
 NAMED_SOURCES = ("pypi-int8", "hub")
 
@@ -283,10 +283,22 @@ class PipelineConfig(Strict):
 
     @field_validator("stages")
     @classmethod
-    def _stage_names(cls, stages: dict[str, StageConfig]) -> dict:
+    def _stage_names(cls, stages: dict[str, StageConfig], info: ValidationInfo) -> dict:
         for name in stages:
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"stage name {name!r}: use letters, digits and _")
+        target = info.data.get("target")
+        for name, stage in stages.items():
+            for dim, spec in stage.shapes.items():
+                several = stage.kind == "vocoder" or (
+                    stage.kind == "duration" and
+                    stage.surgery.options.get("kokoro::unpack_lstm", {}).get("masked"))
+                if spec.mode == "enumerated" and several and target and \
+                        target.deployment not in MULTI_ENUMERATED:
+                    raise ValueError(
+                        f"{name}: shapes: {dim}: enumerated shapes on several inputs of a "
+                        f"{stage.kind} stage need deployment iOS18 or macOS15 (ct.convert "
+                        f"allows one enumerated input below that); use range or buckets")
         return stages
 
     def stage_precision(self, stage: str) -> str:
@@ -359,9 +371,13 @@ def _value_at(data: Any, loc: tuple) -> Any:
 def _located(doc: LocatedYaml, error: dict) -> YamlProblem:
     message = error["msg"].removeprefix("Value error, ")
     loc = tuple(error["loc"])
-    # Convention: a dict validator reports an entry's problem as "key: message".
-    key, sep, rest = message.partition(": ")
-    if sep and isinstance(_value_at(doc.data, loc), dict) and key in _value_at(doc.data, loc):
+    # Convention: a dict validator reports an entry's problem as "key: message"
+    # (nested: "key: subkey: message").
+    while True:
+        key, sep, rest = message.partition(": ")
+        value = _value_at(doc.data, loc)
+        if not (sep and isinstance(value, dict) and key in value):
+            break
         loc, message = loc + (key,), rest
     line, path = locate(doc, loc)
     if error["type"] == "extra_forbidden":

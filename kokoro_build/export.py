@@ -22,7 +22,7 @@ def describe(specs_at, sizes: dict[str, int], flexible: dict[str, dict]) -> list
 
 
 def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list,
-                  voice: str):
+                  voice: str, flexible: bool = False):
     """(surgered module, example inputs, stage, surgery records) for one shape."""
     from .source.kmodel import build_kmodel
     from .source.weights import load_weights
@@ -30,7 +30,7 @@ def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: l
     from .surgery import apply_passes
 
     blob = load_weights(weights_path)
-    stage = get_stage_kind(kind)(blob["config"], passes)
+    stage = get_stage_kind(kind)(blob["config"], passes, flexible=flexible)
     kmodel = build_kmodel(blob["config"], blob["state_dict"])
     module = stage.build_module(kmodel)
     voice_pack = blob["voices"][voice]
@@ -47,7 +47,8 @@ def export_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: li
     start = time.time()
     label = f"{kind} {sizes}"
     print(f"export {label}: surgery ({len(passes)} passes)", flush=True)
-    module, inputs, stage, records, provenance = prepare_stage(weights_path, kind, sizes, passes, voice)
+    module, inputs, stage, records, provenance = prepare_stage(weights_path, kind, sizes, passes, voice,
+                                                               flexible=bool(flexible))
     for r in records:
         print(f"  {r.id}: {r.sites} sites, {r.psnr_db:.1f} dB", flush=True)
     print(f"export {label}: tracing", flush=True)

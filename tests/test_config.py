@@ -78,6 +78,13 @@ def test_default_pipeline_is_valid():
     # bucket outside the dimension's bounds
     (("[120, 200]", "[120, 5000]"),
      "pipeline.yaml:9: stages.vocoder.shapes.frames: 5000 is outside 1..2400"),
+    # a shape mode the stage kind can't build
+    (("{frames: {buckets: [120, 200]}}", "{frames: {range: [20, 4000]}}"),
+     "pipeline.yaml:9: stages.vocoder.shapes.frames: 4000 is outside 1..2400"),
+    # enumerated shapes on several vocoder inputs below iOS18
+    (("{frames: {buckets: [120, 200]}}", "{frames: {enumerated: [120, 200]}}"),
+     "pipeline.yaml:9: stages.vocoder.shapes.frames: enumerated shapes on several inputs of a "
+     "vocoder stage need deployment iOS18 or macOS15"),
     # a dimension the stage kind doesn't have
     (("{frames: {buckets: [120, 200]}}", "{tokens: {buckets: [16]}}"),
      "pipeline.yaml:9: stages.vocoder.shapes: vocoder has no dimension 'tokens'; it has: frames"),
@@ -100,7 +107,7 @@ def test_default_pipeline_is_valid():
      "pipeline.yaml:7: stages.vocoder: surgery.remove: kokoro::stft_conv is not in preset none"),
     # options a pass doesn't take
     (("    kind: vocoder\n", "    kind: vocoder\n    surgery: {options: {kokoro::stft_conv: {n_fft: 8}}}\n"),
-     "pipeline.yaml:9: stages.vocoder.surgery.options.kokoro::stft_conv: n_fft: Extra inputs are not permitted"),
+     "pipeline.yaml:9: stages.vocoder.surgery.options.kokoro::stft_conv.n_fft: Extra inputs are not permitted"),
     # an unknown preset
     (("    kind: vocoder\n", "    kind: vocoder\n    surgery: {preset: fastest}\n"),
      "pipeline.yaml:9: stages.vocoder.surgery.preset: unknown preset 'fastest'; known: coreml-default, ane, none"),

@@ -33,7 +33,9 @@ class Source(nn.Module):
 
 
 def _f0():
-    f0 = (170 + 80 * torch.sin(torch.linspace(0, 12, STEPS)))[None, :, None]
+    """Per-sample f0 as kokoro's Generator feeds SineGen: an f0 track nearest-upsampled."""
+    steps = 170 + 80 * torch.sin(torch.linspace(0, 12, STEPS // UPSAMPLE))
+    f0 = torch.repeat_interleave(steps, UPSAMPLE)[None, :, None]
     f0[:, 200:320] = 0.0  # unvoiced
     return f0
 

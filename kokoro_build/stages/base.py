@@ -22,9 +22,11 @@ class StageKind:
 
     kind: ClassVar[str]
 
-    def __init__(self, model_config: dict, passes: list[tuple[str, dict]] = ()):
+    def __init__(self, model_config: dict, passes: list[tuple[str, dict]] = (), flexible: bool = False):
         self.model_config = model_config
         self.passes = [(pass_id, dict(options)) for pass_id, options in passes]
+        # A range/enumerated artifact runs at the utterance's own length: no padding.
+        self.flexible = flexible
 
     def pass_options(self, pass_id: str) -> dict | None:
         """The options a surgery pass runs with on this stage, or None if it doesn't run.

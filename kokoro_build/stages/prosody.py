@@ -30,7 +30,8 @@ class ProsodyModule(nn.Module):
 class Prosody(StageKind):
     @property
     def masked(self) -> bool:
-        return self.pass_options("kokoro::mask_padding") is not None
+        """Padded frame buckets: kokoro::mask_padding applies, valid_frames is an input."""
+        return self.pass_options("kokoro::mask_padding") is not None and not self.flexible
 
     @property
     def channels(self) -> int:
@@ -38,7 +39,9 @@ class Prosody(StageKind):
 
     def build_module(self, kmodel) -> nn.Module:
         extra = ("valid_frames",) if self.masked else ()
-        return ProsodyModule(kmodel.predictor, extra).eval()
+        module = ProsodyModule(kmodel.predictor, extra)
+        module.accepts_valid_frames = self.masked
+        return module.eval()
 
     def inputs(self, sizes):
         t = sizes["frames"]

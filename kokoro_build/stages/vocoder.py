@@ -59,11 +59,14 @@ class Vocoder(StageKind):
 
     @property
     def masked(self) -> bool:
-        return self.pass_options("kokoro::mask_padding") is not None
+        """Padded frame buckets: kokoro::mask_padding applies, valid_frames is an input."""
+        return self.pass_options("kokoro::mask_padding") is not None and not self.flexible
 
     def build_module(self, kmodel) -> nn.Module:
         extra = tuple(spec.name for spec in self.inputs({"frames": 1})[4:])
-        return VocoderModule(kmodel.decoder, self.samples_per_frame, extra).eval()
+        module = VocoderModule(kmodel.decoder, self.samples_per_frame, extra)
+        module.accepts_valid_frames = self.masked
+        return module.eval()
 
     def inputs(self, sizes):
         t = sizes["frames"]

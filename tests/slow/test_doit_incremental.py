@@ -40,24 +40,28 @@ def test_build_noop_rebuild_one_bucket_list_and_clean(tmp_path):
     out = tmp_path / "artifacts" / "tiny"
 
     assert ran(doit(config)) == ["weights", "vocoder:frames_8.export", "vocoder:frames_8.convert",
-                                 "vocoder:frames_16.export", "vocoder:frames_16.convert"]
+                                 "vocoder:frames_16.export", "vocoder:frames_16.convert", "manifest"]
     for frames in (8, 16):
         assert (out / "vocoder" / f"frames_{frames}.mlpackage" / "Manifest.json").is_file()
         report = json.loads((out / "vocoder" / f"frames_{frames}.report.json").read_text())
         assert report["outputs"] == [{"name": "audio", "shape": [1, frames * 16], "dtype": "float32"}]
+        assert report["inputs"][-1] == {"name": "valid_frames", "shape": [1], "dtype": "float32"}
         applied = [p["id"] for p in report["passes"] if p["sites"]]
-        assert applied[-2:] == ["kokoro::stft_conv", "kokoro::deterministic_noise"], applied
+        assert applied[-3:] == ["kokoro::stft_conv", "kokoro::deterministic_noise",
+                                "kokoro::mask_padding"], applied
         assert report["op_census"]["conv"] > 0 and report["bytes"] > 1_000_000
         assert not {op for op in report["op_census"] if "complex" in op or "fft" in op}
         digest = json.loads((out / "vocoder" / f"frames_{frames}.digest.json").read_text())
         assert digest["sha256"] == report["sha256"]
     assert not list(out.rglob(".*.tmp-*")), "no temporaries left behind"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [a["sizes"] for a in manifest["stages"]["vocoder"]["artifacts"]] == [{"frames": 8}, {"frames": 16}]
 
     assert ran(doit(config)) == [], "a second run does nothing"
 
     config.write_text(PIPELINE.replace("[8, 16]", "[8, 24]"))
     before = (out / "vocoder" / "frames_8.digest.json").stat().st_mtime_ns
-    assert ran(doit(config)) == ["vocoder:frames_24.export", "vocoder:frames_24.convert"]
+    assert ran(doit(config)) == ["vocoder:frames_24.export", "vocoder:frames_24.convert", "manifest"]
     assert (out / "vocoder" / "frames_8.digest.json").stat().st_mtime_ns == before
 
     listing = doit(config, "list", "--all")

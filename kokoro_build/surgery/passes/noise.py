@@ -54,15 +54,21 @@ def _sine_forward(self, f0):
     """SineGen.forward with the same arithmetic and the noise from `_draw`.
 
     `% 1` becomes x - floor(x); the first step's phase offset is added with a
-    concat instead of in-place slice assignment (which traced to scatter)."""
+    concat instead of in-place slice assignment (which traced to scatter).
+    (kokoro's downsampling below never reads sample 0, so that offset has no
+    effect in kokoro either; kept for fidelity.)"""
     fn = f0 * self.harmonic_numbers
     rad = fn / self.sampling_rate
     rad = rad - torch.floor(rad)
     phase_init, noise = _draw(self, fn.shape)
     if phase_init is not None:
         rad = torch.cat([rad[:, :1] + (phase_init * self.overtones_only)[:, None], rad[:, 1:]], 1)
-    rad = F.interpolate(rad.transpose(1, 2), scale_factor=1 / self.upsample_scale,
-                        mode="linear").transpose(1, 2)
+    # kokoro downsamples with F.interpolate(scale_factor=1/300, mode="linear"): each
+    # output is the mean of samples 300j+149 and 300j+150, which lie in the same
+    # f0 step (the Generator feeds SineGen f0 nearest-upsampled by 300) and are equal. A strided slice is bit-identical and,
+    # unlike a fractional scale factor, converts with a flexible length.
+    middle = (self.upsample_scale - 1) // 2
+    rad = rad[:, middle::self.upsample_scale]
     phase = torch.cumsum(rad, dim=1) * 2 * math.pi
     phase = F.interpolate(phase.transpose(1, 2) * self.upsample_scale,
                           scale_factor=self.upsample_scale, mode="linear").transpose(1, 2)
