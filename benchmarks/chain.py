@@ -5,7 +5,9 @@
 On the same sentences and chunks, times Chain.speak_phonemes (duration, host
 alignment, prosody, vocoder: traced fp32 twins at padded buckets) against
 KModel.forward_with_tokens per chunk, after one warm-up each; G2P is excluded
-from both. Also reports the share of computed frames that were bucket padding.
+from both. Also reports the share of computed frames that were bucket padding,
+and per chunk whether the durations and lengths are identical and the log-mel
+correlation between the two (KModel gets the chain's noise: same seed).
 Prints one JSON line.
 """
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> None:
 
     import torch
 
+    from kokoro_build.report.audio import mel_correlation
     from kokoro_build.runtime import Chain
     from kokoro_build.runtime.text import misaki_g2p, speakable
     from kokoro_build.source.kmodel import build_kmodel
@@ -53,14 +56,23 @@ def main() -> None:
         return [chain.speak_phonemes(p, voice) for p in phonemes]
 
     def run_kmodel(speeches):
+        """KModel on the chain's chunks, with the chain's noise (same seed, same draws)."""
+        outputs = []
         for speech in speeches:
             for chunk in speech.chunks:
                 ref_s = chain.voices[voice][len(chunk.phonemes) - 1].reshape(1, -1)
+                torch.manual_seed(chunk.noise_seed)
                 with torch.no_grad():
-                    kmodel.forward_with_tokens(torch.LongTensor([chunk.tokens]), ref_s, 1.0)
+                    outputs.append(kmodel.forward_with_tokens(torch.LongTensor([chunk.tokens]), ref_s, 1.0))
+        return outputs
 
     speeches = run_chain()  # warm-up (loads the traced modules)
-    run_kmodel(speeches)
+    reference = run_kmodel(speeches)
+    chunks = [c for s in speeches for c in s.chunks]
+    parity = [{"same_durations": bool((c.durations == dur.numpy()).all()),
+               "same_length": len(c.audio) == len(audio),
+               "mel_correlation": round(mel_correlation(c.audio, audio.numpy()), 5)}
+              for c, (audio, dur) in zip(chunks, reference)]
     chain_s, kmodel_s = [], []
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -70,7 +82,6 @@ def main() -> None:
         run_kmodel(speeches)
         kmodel_s.append(time.perf_counter() - start)
     audio_s = sum(len(s.audio) for s in speeches) / 24000
-    chunks = [c for s in speeches for c in s.chunks]
     padded = {kind: sum(c.buckets[kind] - (len(c.tokens) if kind == "duration" else c.frames)
                         for c in chunks) / sum(c.buckets[kind] for c in chunks)
               for kind in ("duration", "prosody", "vocoder")}
@@ -81,7 +92,7 @@ def main() -> None:
         "chain_rtf": round(audio_s / min(chain_s), 2), "kmodel_rtf": round(audio_s / min(kmodel_s), 2),
         "chain_vs_kmodel_speed": round(min(kmodel_s) / min(chain_s), 3),
         "padding_share_of_frames": {k: round(v, 3) for k, v in padded.items()},
-        "buckets": [c.buckets for c in chunks],
+        "buckets": [c.buckets for c in chunks], "parity": parity,
     }))
 
 
