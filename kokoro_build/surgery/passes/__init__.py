@@ -1,2 +1,3 @@
 """Built-in surgery passes, one theme per module. Importing registers them."""
-from . import activations, albert, cleanup, constants, layout, lstm, noise, padding, stft, weight_norm  # noqa: F401
+from . import (activations, albert, cleanup, constants, layout, lstm, noise,  # noqa: F401
+               padding, stft, weight_norm)
