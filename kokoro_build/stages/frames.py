@@ -17,6 +17,8 @@ def run_over_valid(stage_module, run, inputs: tuple, rates: tuple, out_rates: tu
     data-dependent). After it, the whole bucket runs with masks (traceable).
     """
     if valid_frames is None:
+        if getattr(stage_module, "padding_masked", False):
+            set_valid_frames(stage_module, None, 0)  # no stale length from an earlier call
         return run(*inputs)
     bucket = inputs[0].shape[-1] // rates[0]
     if getattr(stage_module, "padding_masked", False):
