@@ -25,12 +25,15 @@ STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
     # PL-BERT has 512 positions (kokoro's limit: 510 phonemes + 2 boundary tokens).
     "duration": {"tokens": (1, 512)},
     "prosody": {"frames": (1, 2400)},
+    "alignment": {"tokens": (1, 512), "frames": (1, 2400)},
 }
 # Shape modes each kind can build today.
 STAGE_MODES: dict[str, set[str]] = {
     "vocoder": {"buckets", "range", "enumerated"},
     "duration": {"buckets", "range", "enumerated"},
     "prosody": {"buckets", "range", "enumerated"},
+    # Its frame count is an output size with no input to carry it: fixed shapes only.
+    "alignment": {"buckets"},
 }
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 # Below these, ct.convert takes EnumeratedShapes on one input only (measured here).
@@ -212,7 +215,9 @@ class SurgeryConfig(Strict):
 
 class StageConfig(Strict):
     kind: str
-    shapes: dict[str, ShapeSpec]
+    # alignment only: graph = its own Core ML stage; host = the chain builds it (no artifact)
+    where: Literal["host", "graph"] | None = None
+    shapes: dict[str, ShapeSpec] = {}
     surgery: SurgeryConfig = Field(default_factory=SurgeryConfig)
     precision: Literal["fp16", "fp32"] | None = None
     compute_units: Literal[COMPUTE_UNITS] | None = None  # type: ignore[valid-type]
@@ -230,6 +235,10 @@ class StageConfig(Strict):
         kind = info.data.get("kind")
         if kind not in STAGE_DIMS:
             return shapes
+        if kind == "alignment" and info.data.get("where") == "host":
+            if shapes:
+                raise ValueError("an alignment built on the host has no shapes; remove them")
+            return shapes
         dims = STAGE_DIMS[kind]
         for dim, spec in shapes.items():
             if dim not in dims:
@@ -245,6 +254,16 @@ class StageConfig(Strict):
         if missing:
             raise ValueError(f"missing dimension {missing[0]!r}")
         return shapes
+
+    @model_validator(mode="after")
+    def _where_is_for_alignment(self) -> "StageConfig":
+        if self.where is not None and self.kind != "alignment":
+            raise ValueError(f"where: only alignment stages take it (this one is {self.kind})")
+        return self
+
+    @property
+    def builds_artifacts(self) -> bool:
+        return not (self.kind == "alignment" and self.where == "host")
 
     @model_validator(mode="after")
     def _surgery_resolves(self) -> "StageConfig":

@@ -32,7 +32,7 @@ def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: l
     blob = load_weights(weights_path)
     stage = get_stage_kind(kind)(blob["config"], passes, flexible=flexible)
     kmodel = build_kmodel(blob["config"], blob["state_dict"])
-    module = stage.build_module(kmodel)
+    module = stage.build_module(kmodel, sizes)
     voice_pack = blob["voices"][voice]
     result = apply_passes(module, passes, stage.example_inputs(stage.parity_sizes(sizes), voice_pack))
     inputs = stage.example_inputs(sizes, voice_pack)

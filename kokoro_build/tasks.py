@@ -81,6 +81,9 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
     }
     manifest_stages = {}
     for stage_name, stage in config.stages.items():
+        if not stage.builds_artifacts:  # the chain does this step on the host
+            manifest_stages[stage_name] = {"kind": stage.kind, "where": "host", "artifacts": []}
+            continue
         yield from _stage_tasks(config, stage_name, stage, out, weights)
         manifest_stages[stage_name] = {"kind": stage.kind, "artifacts": [
             (point.sizes, str(package), str(traced))

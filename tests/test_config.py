@@ -85,6 +85,9 @@ def test_default_pipeline_is_valid():
     (("{frames: {buckets: [120, 200]}}", "{frames: {enumerated: [120, 200]}}"),
      "pipeline.yaml:9: stages.vocoder.shapes.frames: enumerated shapes on several inputs of a "
      "vocoder stage need deployment iOS18 or macOS15"),
+    # `where` on a stage that isn't an alignment
+    (("    kind: vocoder\n", "    kind: vocoder\n    where: host\n"),
+     "pipeline.yaml:9: stages.vocoder.where: only alignment stages take it (this one is vocoder)"),
     # a dimension the stage kind doesn't have
     (("{frames: {buckets: [120, 200]}}", "{tokens: {buckets: [16]}}"),
      "pipeline.yaml:9: stages.vocoder.shapes: vocoder has no dimension 'tokens'; it has: frames"),

@@ -79,3 +79,18 @@ def test_shape_points_and_labels():
                                                           {"tokens": {"range": [2, 512]}})
     buckets = StageConfig(kind="vocoder", shapes={"frames": {"buckets": [8, 16]}})
     assert [p.label for p in shape_points(buckets)] == ["frames_8", "frames_16"]
+
+
+def test_alignment_stage_equals_the_host_alignment(tiny_config, tiny_voice_pack):
+    import numpy as np
+    stage = get_stage_kind("alignment")(tiny_config, [])
+    sizes = {"tokens": 12, "frames": 40}
+    (durations,) = stage.example_inputs(sizes, tiny_voice_pack)
+    graph = stage.build_module(None, sizes)(durations)[0].numpy()
+    whole = durations[0].long().numpy()
+    host = np.zeros((12, 40), np.float32)
+    host[np.repeat(np.arange(12), whole), np.arange(whole.sum())] = 1.0
+    assert whole.sum() <= 40 and (whole == 0).any(), "the example pads tokens and frames"
+    assert np.array_equal(graph, host)
+    kinds = {n.kind() for n in torch.jit.trace(stage.build_module(None, sizes), (durations,)).graph.nodes()}
+    assert "aten::repeat_interleave" not in kinds and "aten::index_put_" not in kinds

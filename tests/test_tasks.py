@@ -79,3 +79,17 @@ def test_dodo_imports_no_heavy_library():
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_alignment_where_host_builds_nothing_and_graph_builds_buckets(tmp_path):
+    text = (ROOT / "pipeline.yaml").read_text().replace("stages:\n", "stages:\n  align: {kind: alignment, where: host}\n")
+    host = tmp_path / "host.yaml"
+    host.write_text(text)
+    names = set(tasks_by_name(host))
+    assert not any(n.startswith("align") for n in names)
+    manifest = tasks_by_name(host)["manifest"]["actions"][0][1][3]
+    assert manifest["align"] == {"kind": "alignment", "where": "host", "artifacts": []}
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(text.replace("{kind: alignment, where: host}", "{kind: alignment, where: graph, "
+                                  "shapes: {tokens: {buckets: [64]}, frames: {buckets: [120, 400]}}}"))
+    assert {"align:tokens_64-frames_120.convert", "align:tokens_64-frames_400.convert"} <= set(tasks_by_name(graph))

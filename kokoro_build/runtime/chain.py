@@ -152,11 +152,11 @@ class Chain:
                                                              for kind in ("prosody", "vocoder"))
         if prosody is None or vocoder is None:
             raise _NoFrameBucket
-        alignment = np.zeros((len(tokens), frames), np.float32)
-        alignment[np.repeat(np.arange(len(tokens)), durations), np.arange(frames)] = 1.0
+        alignment, aligned_at = self._alignment(durations, frames)
         f0, n = self._prosody(prosody, prosody_size, d.T @ alignment, ref_s, frames)
         audio = self._vocoder(vocoder, vocoder_size, t_en @ alignment, f0, n, ref_s, frames, noise_seed)
-        buckets = {"duration": token_bucket, "prosody": prosody_size, "vocoder": vocoder_size}
+        buckets = {"duration": token_bucket, "prosody": prosody_size, "vocoder": vocoder_size,
+                   **aligned_at}
         return ChunkResult(phonemes, tokens, durations, buckets, noise_seed, audio)
 
     def _duration(self, tokens: list[int], ref_s: np.ndarray, speed: float):
@@ -172,6 +172,24 @@ class Chain:
             "input_ids": ids, "ref_s": ref_s, "speed": np.array([speed], np.float32),
             "attention_mask": (np.arange(bucket) < count).astype(np.float32)[None]})
         return (out["durations"][0, :count], out["d"][0, :count], out["t_en"][0, :, :count], bucket)
+
+    def _alignment(self, durations: np.ndarray, frames: int) -> tuple[np.ndarray, dict]:
+        """[tokens, frames] 0/1 alignment: from the variant's alignment stage if it has
+        one (`where: graph`), else built here on the host."""
+        artifacts = self.stages.get("alignment", {}).get("artifacts", [])
+        if not artifacts:
+            alignment = np.zeros((len(durations), frames), np.float32)
+            alignment[np.repeat(np.arange(len(durations)), durations), np.arange(frames)] = 1.0
+            return alignment, {}
+        fitting = [a for a in artifacts
+                   if a["sizes"]["tokens"] >= len(durations) and a["sizes"]["frames"] >= frames]
+        if not fitting:
+            raise _NoFrameBucket
+        artifact = min(fitting, key=lambda a: (a["sizes"]["frames"], a["sizes"]["tokens"]))
+        padded = np.zeros((1, artifact["sizes"]["tokens"]), np.float32)
+        padded[0, : len(durations)] = durations
+        alignment = self.backend.run(artifact, {"durations": padded})["alignment"]
+        return alignment[0, : len(durations), :frames], {"alignment": artifact["sizes"]}
 
     def _prosody(self, artifact: dict, bucket: int, en: np.ndarray, ref_s: np.ndarray, frames: int):
         self._check_padding(artifact, "valid_frames", frames, bucket)

@@ -33,8 +33,9 @@ class StageKind:
         Some passes change a stage's interface (deterministic_noise: input)."""
         return next((options for i, options in self.passes if i == pass_id), None)
 
-    def build_module(self, kmodel):
-        """The torch module for this split, taken from a loaded KModel."""
+    def build_module(self, kmodel, sizes: dict[str, int] | None = None):
+        """The torch module for this split, taken from a loaded KModel (at `sizes`,
+        for a kind whose module depends on them)."""
         raise NotImplementedError
 
     def inputs(self, sizes: dict[str, int]) -> list[TensorSpec]:
@@ -64,7 +65,7 @@ def register_stage(kind: str):
 
 
 def stage_kinds() -> dict[str, type[StageKind]]:
-    from . import duration, prosody, vocoder  # noqa: F401  (registers)
+    from . import alignment, duration, prosody, vocoder  # noqa: F401  (registers)
     return dict(_KINDS)
 
 

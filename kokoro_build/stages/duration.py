@@ -60,7 +60,7 @@ class Duration(StageKind):
         options = self.pass_options("kokoro::unpack_lstm")
         return bool(options and options.get("masked"))
 
-    def build_module(self, kmodel) -> nn.Module:
+    def build_module(self, kmodel, sizes=None) -> nn.Module:
         return DurationModule(kmodel).eval()
 
     def inputs(self, sizes):

@@ -37,7 +37,7 @@ class Prosody(StageKind):
     def channels(self) -> int:
         return self.model_config["hidden_dim"] + self.model_config["style_dim"]
 
-    def build_module(self, kmodel) -> nn.Module:
+    def build_module(self, kmodel, sizes=None) -> nn.Module:
         extra = ("valid_frames",) if self.masked else ()
         module = ProsodyModule(kmodel.predictor, extra)
         module.accepts_valid_frames = self.masked

@@ -62,7 +62,7 @@ class Vocoder(StageKind):
         """Padded frame buckets: kokoro::mask_padding applies, valid_frames is an input."""
         return self.pass_options("kokoro::mask_padding") is not None and not self.flexible
 
-    def build_module(self, kmodel) -> nn.Module:
+    def build_module(self, kmodel, sizes=None) -> nn.Module:
         extra = tuple(spec.name for spec in self.inputs({"frames": 1})[4:])
         module = VocoderModule(kmodel.decoder, self.samples_per_frame, extra)
         module.accepts_valid_frames = self.masked

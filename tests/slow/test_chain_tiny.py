@@ -1,5 +1,6 @@
 """The chain end to end on a small random-weight Kokoro: 10,000 characters through
-misaki, chunking, halving and every stage, plus the refusals."""
+misaki, chunking, halving and every stage (the alignment as its own Core ML stage),
+plus the refusals."""
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,10 @@ stages:
     kind: duration
     shapes: {{tokens: {{buckets: [512]}}}}
     surgery: {{options: {{kokoro::unpack_lstm: {{masked: true}}, kokoro::albert_inputs: {{mask: additive}}}}}}
+  alignment:
+    kind: alignment
+    where: graph
+    shapes: {{tokens: {{buckets: [512]}}, frames: {{buckets: [600]}}}}
   prosody: {{kind: prosody, shapes: {{frames: {{buckets: [600]}}}}}}
   vocoder: {{kind: vocoder, shapes: {{frames: {{buckets: [600]}}}}}}
 """
@@ -47,6 +52,7 @@ def test_ten_thousand_characters_are_chunked_and_spoken(chain):
     speech = chain.speak(text, voice="test_voice", speed=20.0, progress=lines.append)
     assert len(speech.chunks) >= 15 and len(lines) == len(speech.chunks)
     assert all(c.frames <= 600 and len(c.tokens) <= 512 for c in speech.chunks)
+    assert all(c.buckets["alignment"] == {"tokens": 512, "frames": 600} for c in speech.chunks)
     assert len(speech.audio) == sum(c.frames for c in speech.chunks) * chain.samples_per_frame
     assert np.isfinite(speech.audio).all() and speech.audio.std() > 0
 
