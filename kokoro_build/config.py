@@ -26,6 +26,7 @@ STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
     "duration": {"tokens": (1, 512)},
     "prosody": {"frames": (1, 2400)},
     "alignment": {"tokens": (1, 512), "frames": (1, 2400)},
+    "synthesizer": {"tokens": (1, 512), "frames": (1, 2400)},
 }
 # Shape modes each kind can build today.
 STAGE_MODES: dict[str, set[str]] = {
@@ -34,6 +35,7 @@ STAGE_MODES: dict[str, set[str]] = {
     "prosody": {"buckets", "range", "enumerated"},
     # Its frame count is an output size with no input to carry it: fixed shapes only.
     "alignment": {"buckets"},
+    "synthesizer": {"buckets"},
 }
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 # Below these, ct.convert takes EnumeratedShapes on one input only (measured here).

@@ -15,7 +15,8 @@ from .text import MAX_TOKENS, chunk_phonemes, halve, misaki_g2p, speakable
 
 SAMPLE_RATE = 24000
 HARMONICS = 9  # kokoro's harmonic source: the fundamental and 8 overtones
-REQUIRED_KINDS = ("duration", "prosody", "vocoder")
+# duration, then either prosody and vocoder or the fused synthesizer
+SPLITS = (("duration", "prosody", "vocoder"), ("duration", "synthesizer"))
 
 
 class ChainError(ValueError):
@@ -61,10 +62,9 @@ class Chain:
         self.manifest = load_manifest(self.variant_dir)
         self.backend = make_backend(backend, self.variant_dir)
         by_kind = {stage["kind"]: stage for stage in self.manifest["stages"].values()}
-        missing = [kind for kind in REQUIRED_KINDS if kind not in by_kind]
-        if missing:
-            raise ChainError(f"variant {self.manifest['name']} has no {', '.join(missing)} stage; "
-                             f"the chain needs {', '.join(REQUIRED_KINDS)}")
+        if not any(all(kind in by_kind for kind in split) for split in SPLITS):
+            raise ChainError(f"variant {self.manifest['name']} has stages {', '.join(by_kind) or 'none'}; "
+                             "the chain needs duration, prosody and vocoder, or duration and synthesizer")
         self.stages = by_kind
         blob = load_weights(str(self.variant_dir / self.manifest["weights"]["path"]))
         self.config, self.voices = blob["config"], blob["voices"]
@@ -148,15 +148,23 @@ class Chain:
         raw, d, t_en, token_bucket = self._duration(tokens, ref_s, speed)
         durations = np.maximum(np.round(raw), 1).astype(np.int64)  # as KModel: round, clamp(min=1)
         frames = int(durations.sum())
-        (prosody, prosody_size), (vocoder, vocoder_size) = (self._pick(kind, "frames", frames)
-                                                             for kind in ("prosody", "vocoder"))
-        if prosody is None or vocoder is None:
-            raise _NoFrameBucket
-        alignment, aligned_at = self._alignment(durations, frames)
-        f0, n = self._prosody(prosody, prosody_size, d.T @ alignment, ref_s, frames)
-        audio = self._vocoder(vocoder, vocoder_size, t_en @ alignment, f0, n, ref_s, frames, noise_seed)
-        buckets = {"duration": token_bucket, "prosody": prosody_size, "vocoder": vocoder_size,
-                   **aligned_at}
+        if "synthesizer" in self.stages:
+            synthesizer = self._pick_2d("synthesizer", len(tokens), frames)
+            if synthesizer is None:
+                raise _NoFrameBucket
+            alignment, aligned_at = self._alignment(durations, frames)
+            audio = self._synthesize(synthesizer, d, t_en, alignment, ref_s, frames, noise_seed)
+            used = {"synthesizer": synthesizer["sizes"]}
+        else:
+            (prosody, prosody_size), (vocoder, vocoder_size) = (self._pick(kind, "frames", frames)
+                                                                 for kind in ("prosody", "vocoder"))
+            if prosody is None or vocoder is None:
+                raise _NoFrameBucket
+            alignment, aligned_at = self._alignment(durations, frames)
+            f0, n = self._prosody(prosody, prosody_size, d.T @ alignment, ref_s, frames)
+            audio = self._vocoder(vocoder, vocoder_size, t_en @ alignment, f0, n, ref_s, frames, noise_seed)
+            used = {"prosody": prosody_size, "vocoder": vocoder_size}
+        buckets = {"duration": token_bucket, **used, **aligned_at}
         return ChunkResult(phonemes, tokens, durations, buckets, noise_seed, audio)
 
     def _duration(self, tokens: list[int], ref_s: np.ndarray, speed: float):
@@ -181,15 +189,35 @@ class Chain:
             alignment = np.zeros((len(durations), frames), np.float32)
             alignment[np.repeat(np.arange(len(durations)), durations), np.arange(frames)] = 1.0
             return alignment, {}
-        fitting = [a for a in artifacts
-                   if a["sizes"]["tokens"] >= len(durations) and a["sizes"]["frames"] >= frames]
-        if not fitting:
+        artifact = self._pick_2d("alignment", len(durations), frames)
+        if artifact is None:
             raise _NoFrameBucket
-        artifact = min(fitting, key=lambda a: (a["sizes"]["frames"], a["sizes"]["tokens"]))
         padded = np.zeros((1, artifact["sizes"]["tokens"]), np.float32)
         padded[0, : len(durations)] = durations
         alignment = self.backend.run(artifact, {"durations": padded})["alignment"]
         return alignment[0, : len(durations), :frames], {"alignment": artifact["sizes"]}
+
+    def _pick_2d(self, kind: str, tokens: int, frames: int) -> dict | None:
+        """The smallest tokens x frames bucket that holds both."""
+        fitting = [a for a in self.stages[kind]["artifacts"]
+                   if a["sizes"]["tokens"] >= tokens and a["sizes"]["frames"] >= frames]
+        return min(fitting, key=lambda a: (a["sizes"]["frames"], a["sizes"]["tokens"]), default=None)
+
+    def _synthesize(self, artifact, d, t_en, alignment, ref_s, frames: int, noise_seed: int):
+        tokens, bucket = artifact["sizes"]["tokens"], artifact["sizes"]["frames"]
+        self._check_padding(artifact, "valid_frames", frames, bucket)
+        inputs = {"d": _pad_axis(d[None], 1, tokens), "t_en": _pad_last(t_en[None], tokens),
+                  "alignment": _pad_last(_pad_axis(alignment[None], 1, tokens), bucket),
+                  "ref_s": ref_s, "valid_frames": np.array([frames], np.float32),
+                  **self._noise(frames, bucket, noise_seed)}
+        return self.backend.run(artifact, inputs)["audio"][0, : frames * self.samples_per_frame]
+
+    def _noise(self, frames: int, bucket: int, noise_seed: int) -> dict[str, np.ndarray]:
+        """The source's random numbers for the valid frames, zero-padded to the bucket."""
+        from ..surgery.passes.noise import seeded_noise
+        phase_init, source_noise = seeded_noise(frames * self.samples_per_frame, HARMONICS, noise_seed)
+        return {"phase_init": phase_init.numpy(),
+                "source_noise": _pad_last(source_noise.numpy(), bucket * self.samples_per_frame)}
 
     def _prosody(self, artifact: dict, bucket: int, en: np.ndarray, ref_s: np.ndarray, frames: int):
         self._check_padding(artifact, "valid_frames", frames, bucket)
@@ -199,16 +227,12 @@ class Chain:
         return out["f0"][0, : 2 * frames], out["n"][0, : 2 * frames]
 
     def _vocoder(self, artifact, bucket: int, asr, f0, n, ref_s, frames: int, noise_seed: int) -> np.ndarray:
-        from ..surgery.passes.noise import seeded_noise
-        spf = self.samples_per_frame
         self._check_padding(artifact, "valid_frames", frames, bucket)
-        phase_init, source_noise = seeded_noise(frames * spf, HARMONICS, noise_seed)
         out = self.backend.run(artifact, {
             "asr": _pad_last(asr[None], bucket), "f0": _pad_last(f0[None], 2 * bucket),
             "n": _pad_last(n[None], 2 * bucket), "style": ref_s[:, :128],
-            "phase_init": phase_init.numpy(), "source_noise": _pad_last(source_noise.numpy(), bucket * spf),
-            "valid_frames": np.array([frames], np.float32)})
-        return out["audio"][0, : frames * spf].astype(np.float32)
+            "valid_frames": np.array([frames], np.float32), **self._noise(frames, bucket, noise_seed)})
+        return out["audio"][0, : frames * self.samples_per_frame].astype(np.float32)
 
     @staticmethod
     def _check_padding(artifact: dict, mask_input: str, size: int, bucket: int) -> None:
@@ -217,7 +241,12 @@ class Chain:
                              f"padded from {size} to {bucket}; build it with its masking pass")
 
 
-def _pad_last(x: np.ndarray, size: int) -> np.ndarray:
-    """Zero-pad the last axis to `size`."""
-    pad = [(0, 0)] * (x.ndim - 1) + [(0, size - x.shape[-1])]
+def _pad_axis(x: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Zero-pad one axis to `size`."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (0, size - x.shape[axis])
     return np.pad(x.astype(np.float32), pad)
+
+
+def _pad_last(x: np.ndarray, size: int) -> np.ndarray:
+    return _pad_axis(x, x.ndim - 1, size)

@@ -65,7 +65,7 @@ def register_stage(kind: str):
 
 
 def stage_kinds() -> dict[str, type[StageKind]]:
-    from . import alignment, duration, prosody, vocoder  # noqa: F401  (registers)
+    from . import alignment, duration, prosody, synthesizer, vocoder  # noqa: F401  (registers)
     return dict(_KINDS)
 
 

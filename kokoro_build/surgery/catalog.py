@@ -68,4 +68,5 @@ PRESETS: dict[str, tuple[str, ...]] = {
 
 # The preset a stage kind uses when its config names none.
 DEFAULT_PRESET: dict[str, str] = {"duration": "coreml-default", "prosody": "coreml-default",
-                                  "vocoder": "coreml-default", "alignment": "none"}
+                                  "vocoder": "coreml-default", "alignment": "none",
+                                  "synthesizer": "coreml-default"}

@@ -30,15 +30,39 @@ stages:
 """
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("tiny-chain")
-    (tmp / "pipeline.yaml").write_text(PIPELINE)
+# The same weights (same random seed), prosody and vocoder fused, host alignment.
+FUSED = PIPELINE.replace("name: tiny-chain", "name: tiny-fused").split("  alignment:")[0] + """\
+  synthesizer:
+    kind: synthesizer
+    shapes: {tokens: {buckets: [512]}, frames: {buckets: [600]}}
+"""
+
+
+def _build(tmp_path_factory, text: str, name: str):
+    tmp = tmp_path_factory.mktemp(name)
+    (tmp / "pipeline.yaml").write_text(text)
     result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"),
                              f"config={tmp / 'pipeline.yaml'}"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     from kokoro_build.runtime import Chain
-    return Chain(tmp / "artifacts" / "tiny-chain", backend="torch")
+    return Chain(tmp / "artifacts" / name, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    return _build(tmp_path_factory, PIPELINE, "tiny-chain")
+
+
+@pytest.mark.slow
+def test_the_fused_synthesizer_speaks_like_the_split_chain(chain, tmp_path_factory):
+    from kokoro_build.report.audio import mel_correlation
+    fused = _build(tmp_path_factory, FUSED, "tiny-fused")
+    text = "The committee met on Tuesday to discuss the budget."
+    split, together = chain.speak(text, voice="test_voice", seed=5), fused.speak(text, voice="test_voice", seed=5)
+    assert [c.frames for c in split.chunks] == [c.frames for c in together.chunks]
+    assert all(set(c.buckets) == {"duration", "synthesizer"} for c in together.chunks)
+    assert len(split.audio) == len(together.audio)
+    assert mel_correlation(split.audio, together.audio) >= 0.999
 
 
 @pytest.mark.slow
