@@ -35,7 +35,12 @@ CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py")
 
 
 def artifacts_dir(config: PipelineConfig, config_path: str | Path) -> Path:
-    return Path(config_path).resolve().parent / "artifacts" / config.name
+    """`artifacts/<name>/` beside the pipeline file; a file in `recipes/` builds into
+    the project's `artifacts/` (one folder up), beside the default variant."""
+    folder = Path(config_path).resolve().parent
+    if folder.name == "recipes":
+        folder = folder.parent
+    return folder / "artifacts" / config.name
 
 
 @dataclass(frozen=True)

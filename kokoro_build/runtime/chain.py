@@ -126,15 +126,18 @@ class Chain:
     def _pick(self, kind: str, dim: str, size: int) -> tuple[dict, int] | tuple[None, None]:
         """(artifact, the size to run it at) for the least padding: a range that holds
         `size` runs at `size` exactly; buckets and enumerated sizes at the smallest
-        one that holds it."""
+        one that holds it, if the artifact can pad (has a mask input), else only an
+        exact size."""
         options = []
         for artifact in self.stages[kind]["artifacts"]:
             flexible = artifact.get("flexible", {}).get(dim, {})
+            pads = bool({"attention_mask", "valid_frames"} & {i["name"] for i in artifact["inputs"]})
             if "range" in flexible:
                 low, high = flexible["range"]
-                candidates = [max(size, low)] if size <= high else []
+                candidates = [max(size, low)] if size <= high and (pads or size >= low) else []
             else:
-                candidates = [s for s in flexible.get("enumerated", [artifact["sizes"][dim]]) if s >= size]
+                sizes = flexible.get("enumerated", [artifact["sizes"][dim]])
+                candidates = [s for s in sizes if s == size or (s > size and pads)]
             options += [(run_size, artifact) for run_size in candidates]
         if not options:
             return None, None
