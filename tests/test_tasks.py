@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from kokoro_build.config import load_config
 from kokoro_build.stages import stage_kinds
 from kokoro_build.config import STAGE_DIMS, STAGE_MODES
@@ -93,3 +95,13 @@ def test_alignment_where_host_builds_nothing_and_graph_builds_buckets(tmp_path):
     graph.write_text(text.replace("{kind: alignment, where: host}", "{kind: alignment, where: graph, "
                                   "shapes: {tokens: {buckets: [64]}, frames: {buckets: [120, 400]}}}"))
     assert {"align:tokens_64-frames_120.convert", "align:tokens_64-frames_400.convert"} <= set(tasks_by_name(graph))
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
+def test_recipes_validate_and_build_beside_the_default_variant(recipe):
+    from kokoro_build.config import load_config
+    from kokoro_build.tasks import artifacts_dir
+    config = load_config(recipe)
+    assert config.name == recipe.stem
+    assert artifacts_dir(config, recipe) == ROOT / "artifacts" / recipe.stem
+    assert "manifest" in tasks_by_name(recipe)
