@@ -51,7 +51,11 @@ class Speech:
 
 
 class _NoFrameBucket(Exception):
-    pass
+    """No artifact of a stage runs this many frames; `too_long` if none runs as many."""
+
+    def __init__(self, message: str, too_long: bool):
+        super().__init__(message)
+        self.too_long = too_long
 
 
 class Chain:
@@ -102,17 +106,16 @@ class Chain:
             piece = queue.pop(0)
             try:
                 chunk = self._speak_chunk(piece, voice, speed, seed + len(chunks))
-            except _NoFrameBucket:
-                if len(piece) < 2:
-                    raise ChainError("a single token needs more frames than the largest bucket")
+            except _NoFrameBucket as missing:
+                if not missing.too_long or len(piece) < 2:  # halving can't help
+                    raise ChainError(f"no artifact can run {missing}") from None
                 queue[:0] = [p for p in halve(piece) if p]
                 continue
             chunks.append(chunk)
             if progress:
-                progress(f"chunk {len(chunks)}: {len(chunk.tokens)} tokens -> duration "
-                         f"{chunk.buckets['duration']}; {chunk.frames} frames -> prosody "
-                         f"{chunk.buckets['prosody']}, vocoder {chunk.buckets['vocoder']} "
-                         f"({len(queue)} queued)")
+                used = ", ".join(f"{stage} {_size_label(size)}" for stage, size in chunk.buckets.items())
+                progress(f"chunk {len(chunks)}: {len(chunk.tokens)} tokens, {chunk.frames} frames "
+                         f"-> {used} ({len(queue)} queued)")
         audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
         return Speech(audio, chunks, time.time() - start)
 
@@ -154,7 +157,7 @@ class Chain:
         if "synthesizer" in self.stages:
             synthesizer = self._pick_2d("synthesizer", len(tokens), frames)
             if synthesizer is None:
-                raise _NoFrameBucket
+                raise self._no_frames("synthesizer", frames)
             alignment, aligned_at = self._alignment(durations, frames)
             audio = self._synthesize(synthesizer, d, t_en, alignment, ref_s, frames, noise_seed)
             used = {"synthesizer": synthesizer["sizes"]}
@@ -162,7 +165,7 @@ class Chain:
             (prosody, prosody_size), (vocoder, vocoder_size) = (self._pick(kind, "frames", frames)
                                                                  for kind in ("prosody", "vocoder"))
             if prosody is None or vocoder is None:
-                raise _NoFrameBucket
+                raise self._no_frames("prosody" if prosody is None else "vocoder", frames)
             alignment, aligned_at = self._alignment(durations, frames)
             f0, n = self._prosody(prosody, prosody_size, d.T @ alignment, ref_s, frames)
             audio = self._vocoder(vocoder, vocoder_size, t_en @ alignment, f0, n, ref_s, frames, noise_seed)
@@ -194,11 +197,24 @@ class Chain:
             return alignment, {}
         artifact = self._pick_2d("alignment", len(durations), frames)
         if artifact is None:
-            raise _NoFrameBucket
+            raise self._no_frames("alignment", frames)
         padded = np.zeros((1, artifact["sizes"]["tokens"]), np.float32)
         padded[0, : len(durations)] = durations
         alignment = self.backend.run(artifact, {"durations": padded})["alignment"]
         return alignment[0, : len(durations), :frames], {"alignment": artifact["sizes"]}
+
+    def _no_frames(self, kind: str, frames: int) -> _NoFrameBucket:
+        """The failure to place `frames` in a stage, saying what the stage offers."""
+        offers, largest = [], 0
+        for artifact in self.stages[kind]["artifacts"]:
+            flexible = artifact.get("flexible", {}).get("frames", {})
+            pads = any(i["name"] == "valid_frames" for i in artifact["inputs"])
+            sizes = flexible.get("range") or flexible.get("enumerated") or [artifact["sizes"]["frames"]]
+            largest = max(largest, *sizes)
+            offers.append(f"range {sizes}" if "range" in flexible else
+                          f"{'up to' if pads else 'exactly'} {', '.join(map(str, sizes))}")
+        return _NoFrameBucket(f"{frames} frames in stage {kind} (it takes {'; '.join(offers)})",
+                              too_long=frames > largest)
 
     def _pick_2d(self, kind: str, tokens: int, frames: int) -> dict | None:
         """The smallest tokens x frames bucket that holds both."""
@@ -242,6 +258,11 @@ class Chain:
         if size < bucket and mask_input not in {spec["name"] for spec in artifact["inputs"]}:
             raise ChainError(f"{artifact['package']} has no {mask_input} input, so it can't be "
                              f"padded from {size} to {bucket}; build it with its masking pass")
+
+
+def _size_label(size) -> str:
+    """12 -> '12'; {'tokens': 512, 'frames': 600} -> '512x600'."""
+    return "x".join(str(v) for v in size.values()) if isinstance(size, dict) else str(size)
 
 
 def _pad_axis(x: np.ndarray, axis: int, size: int) -> np.ndarray:

@@ -58,7 +58,10 @@ def test_the_fused_synthesizer_speaks_like_the_split_chain(chain, tmp_path_facto
     from kokoro_build.report.audio import mel_correlation
     fused = _build(tmp_path_factory, FUSED, "tiny-fused")
     text = "The committee met on Tuesday to discuss the budget."
-    split, together = chain.speak(text, voice="test_voice", seed=5), fused.speak(text, voice="test_voice", seed=5)
+    lines = []
+    split = chain.speak(text, voice="test_voice", seed=5)
+    together = fused.speak(text, voice="test_voice", seed=5, progress=lines.append)
+    assert lines and "synthesizer 512x600" in lines[0], lines
     assert [c.frames for c in split.chunks] == [c.frames for c in together.chunks]
     assert all(set(c.buckets) == {"duration", "synthesizer"} for c in together.chunks)
     assert len(split.audio) == len(together.audio)
