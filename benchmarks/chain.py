@@ -82,16 +82,20 @@ def main() -> None:
         run_kmodel(speeches)
         kmodel_s.append(time.perf_counter() - start)
     audio_s = sum(len(s.audio) for s in speeches) / 24000
-    padded = {kind: sum(c.buckets[kind] - (len(c.tokens) if kind == "duration" else c.frames)
-                        for c in chunks) / sum(c.buckets[kind] for c in chunks)
-              for kind in ("duration", "prosody", "vocoder")}
+    def computed(chunk, kind):  # tokens or frames a stage ran for this chunk
+        size = chunk.buckets[kind]
+        return size["frames"] if isinstance(size, dict) else size
+
+    kinds = [k for k in chunks[0].buckets if k not in ("duration", "alignment")]
+    padded = {kind: round(1 - sum(c.frames for c in chunks) / sum(computed(c, kind) for c in chunks), 3)
+              for kind in kinds}
     print(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.system()} {platform.machine()}",
         "audio_seconds": round(audio_s, 2),
         "chain_seconds_best": round(min(chain_s), 3), "kmodel_seconds_best": round(min(kmodel_s), 3),
         "chain_rtf": round(audio_s / min(chain_s), 2), "kmodel_rtf": round(audio_s / min(kmodel_s), 2),
         "chain_vs_kmodel_speed": round(min(kmodel_s) / min(chain_s), 3),
-        "padding_share_of_frames": {k: round(v, 3) for k, v in padded.items()},
+        "padding_share_of_frames": padded,
         "buckets": [c.buckets for c in chunks], "parity": parity,
     }))
 
