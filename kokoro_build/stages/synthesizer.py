@@ -2,17 +2,14 @@
 guide's two-stage design: duration, then everything else in one model)."""
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..surgery.passes.noise import seeded_noise, supply_noise
+from ..surgery.passes.noise import supply_noise
 from ..surgery.passes.padding import frames_mask
-from .base import StageKind, TensorSpec, register_stage
+from .base import TensorSpec, register_stage
 from .frames import padded_frames, run_over_valid
-from .vocoder import HARMONICS
+from .vocoder import Vocoder
 
 
 class SynthesizerModule(nn.Module):
@@ -49,23 +46,11 @@ class SynthesizerModule(nn.Module):
 
 
 @register_stage("synthesizer")
-class Synthesizer(StageKind):
-    @property
-    def samples_per_frame(self) -> int:
-        ist = self.model_config["istftnet"]
-        return 2 * math.prod(ist["upsample_rates"]) * ist["gen_istft_hop_size"]
-
-    @property
-    def noise_inputs(self) -> bool:
-        options = self.pass_options("kokoro::deterministic_noise")
-        return options is not None and options.get("mode", "input") == "input"
-
-    @property
-    def masked(self) -> bool:
-        return self.pass_options("kokoro::mask_padding") is not None and not self.flexible
+class Synthesizer(Vocoder):
+    """The vocoder's noise and padding inputs, after the prosody's and vocoder's own."""
 
     def build_module(self, kmodel, sizes=None) -> nn.Module:
-        extra = tuple(spec.name for spec in self.inputs({"tokens": 1, "frames": 1})[4:])
+        extra = tuple(spec.name for spec in self.extra_specs(1))
         module = SynthesizerModule(kmodel.predictor, kmodel.decoder, self.samples_per_frame,
                                    self.model_config["style_dim"], extra)
         module.accepts_valid_frames = self.masked
@@ -74,17 +59,9 @@ class Synthesizer(StageKind):
     def inputs(self, sizes):
         n, t = sizes["tokens"], sizes["frames"]
         hidden, style = self.model_config["hidden_dim"], self.model_config["style_dim"]
-        specs = [TensorSpec("d", (1, n, hidden + style)), TensorSpec("t_en", (1, hidden, n)),
-                 TensorSpec("alignment", (1, n, t)), TensorSpec("ref_s", (1, 2 * style))]
-        if self.noise_inputs:
-            specs += [TensorSpec("phase_init", (1, HARMONICS)),
-                      TensorSpec("source_noise", (1, HARMONICS, t * self.samples_per_frame))]
-        if self.masked:
-            specs.append(TensorSpec("valid_frames", (1,)))
-        return specs
-
-    def outputs(self, sizes):
-        return [TensorSpec("audio", (1, sizes["frames"] * self.samples_per_frame))]
+        return [TensorSpec("d", (1, n, hidden + style)), TensorSpec("t_en", (1, hidden, n)),
+                TensorSpec("alignment", (1, n, t)), TensorSpec("ref_s", (1, 2 * style))] + \
+            self.extra_specs(t)
 
     def parity_sizes(self, sizes):
         return {"tokens": min(sizes["tokens"], 64), "frames": 120}
@@ -105,10 +82,4 @@ class Synthesizer(StageKind):
         owner = torch.repeat_interleave(torch.arange(n), durations)[:valid]
         alignment = torch.zeros(1, n, t)
         alignment[0, owner, torch.arange(valid)] = 1.0
-        inputs = (d, t_en, alignment, ref_s)
-        if self.noise_inputs:  # drawn for the valid frames, as the unpadded reference draws
-            phase_init, noise = seeded_noise(valid * self.samples_per_frame, HARMONICS, seed=0)
-            inputs += (phase_init, F.pad(noise, (0, (t - valid) * self.samples_per_frame)))
-        if self.masked:
-            inputs += (torch.tensor([float(valid)]),)
-        return inputs
+        return (d, t_en, alignment, ref_s) + self.extra_examples(t, valid)

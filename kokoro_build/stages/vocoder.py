@@ -70,15 +70,30 @@ class Vocoder(StageKind):
 
     def inputs(self, sizes):
         t = sizes["frames"]
-        specs = [TensorSpec("asr", (1, self.model_config["hidden_dim"], t)),
-                 TensorSpec("f0", (1, 2 * t)), TensorSpec("n", (1, 2 * t)),
-                 TensorSpec("style", (1, self.model_config["style_dim"]))]
+        return [TensorSpec("asr", (1, self.model_config["hidden_dim"], t)),
+                TensorSpec("f0", (1, 2 * t)), TensorSpec("n", (1, 2 * t)),
+                TensorSpec("style", (1, self.model_config["style_dim"]))] + self.extra_specs(t)
+
+    def extra_specs(self, t: int) -> list[TensorSpec]:
+        """The optional inputs after the fixed ones: source noise, then valid_frames."""
+        specs = []
         if self.noise_inputs:
             specs += [TensorSpec("phase_init", (1, HARMONICS)),
                       TensorSpec("source_noise", (1, HARMONICS, t * self.samples_per_frame))]
         if self.masked:
             specs.append(TensorSpec("valid_frames", (1,)))
         return specs
+
+    def extra_examples(self, t: int, valid: int) -> tuple:
+        """Values for extra_specs: noise drawn for the valid frames, as the unpadded
+        reference draws it (then zero-padded), and the valid frame count."""
+        extra = ()
+        if self.noise_inputs:
+            phase_init, noise = seeded_noise(valid * self.samples_per_frame, HARMONICS, seed=0)
+            extra += (phase_init, F.pad(noise, (0, (t - valid) * self.samples_per_frame)))
+        if self.masked:
+            extra += (torch.tensor([float(valid)]),)
+        return extra
 
     def outputs(self, sizes):
         return [TensorSpec("audio", (1, sizes["frames"] * self.samples_per_frame))]
@@ -104,10 +119,4 @@ class Vocoder(StageKind):
         asr[..., valid:], f0[:, 2 * valid:], n[:, 2 * valid:] = 0.0, 0.0, 0.0  # padding
         index = min(t // 4, voice_pack.shape[0] - 1)
         style = voice_pack[index].reshape(1, -1)[:, : self.model_config["style_dim"]].clone()
-        inputs = (asr, f0, n, style)
-        if self.noise_inputs:  # drawn for the valid frames, as the unpadded reference draws
-            phase_init, noise = seeded_noise(valid * self.samples_per_frame, HARMONICS, seed=0)
-            inputs += (phase_init, F.pad(noise, (0, (t - valid) * self.samples_per_frame)))
-        if self.masked:
-            inputs += (torch.tensor([float(valid)]),)
-        return inputs
+        return (asr, f0, n, style) + self.extra_examples(t, valid)
