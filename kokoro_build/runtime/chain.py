@@ -261,8 +261,10 @@ class Chain:
 
 
 def _size_label(size) -> str:
-    """12 -> '12'; {'tokens': 512, 'frames': 600} -> '512x600'."""
-    return "x".join(str(v) for v in size.values()) if isinstance(size, dict) else str(size)
+    """12 -> '12'; {'tokens': 512, 'frames': 600} -> 'frames_600-tokens_512'."""
+    if isinstance(size, dict):
+        return "-".join(f"{dim}_{value}" for dim, value in sorted(size.items()))
+    return str(size)
 
 
 def _pad_axis(x: np.ndarray, axis: int, size: int) -> np.ndarray:

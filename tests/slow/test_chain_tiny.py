@@ -61,7 +61,7 @@ def test_the_fused_synthesizer_speaks_like_the_split_chain(chain, tmp_path_facto
     lines = []
     split = chain.speak(text, voice="test_voice", seed=5)
     together = fused.speak(text, voice="test_voice", seed=5, progress=lines.append)
-    assert lines and "synthesizer 512x600" in lines[0], lines
+    assert lines and "synthesizer frames_600-tokens_512" in lines[0], lines
     assert [c.frames for c in split.chunks] == [c.frames for c in together.chunks]
     assert all(set(c.buckets) == {"duration", "synthesizer"} for c in together.chunks)
     assert len(split.audio) == len(together.audio)
