@@ -10,11 +10,11 @@ from typing import Callable
 import numpy as np
 
 from ..manifest import load_manifest
+from ..stages.base import HARMONICS, samples_per_frame
 from .backends import make_backend
 from .text import MAX_TOKENS, chunk_phonemes, halve, misaki_g2p, speakable
 
 SAMPLE_RATE = 24000
-HARMONICS = 9  # kokoro's harmonic source: the fundamental and 8 overtones
 # duration, then either prosody and vocoder or the fused synthesizer
 SPLITS = (("duration", "prosody", "vocoder"), ("duration", "synthesizer"))
 
@@ -73,8 +73,8 @@ class Chain:
         blob = load_weights(str(self.variant_dir / self.manifest["weights"]["path"]))
         self.config, self.voices = blob["config"], blob["voices"]
         self.vocab: dict[str, int] = self.config["vocab"]
-        ist = self.config["istftnet"]
-        self.samples_per_frame = 2 * math.prod(ist["upsample_rates"]) * ist["gen_istft_hop_size"]
+        self.samples_per_frame = samples_per_frame(self.config)
+        self.style_dim = self.config["style_dim"]  # ref_s = [decoder half | predictor half]
         self._g2p = g2p
 
     # -- public -------------------------------------------------------------------
@@ -241,7 +241,7 @@ class Chain:
     def _prosody(self, artifact: dict, bucket: int, en: np.ndarray, ref_s: np.ndarray, frames: int):
         self._check_padding(artifact, "valid_frames", frames, bucket)
         out = self.backend.run(artifact, {
-            "en": _pad_last(en[None], bucket), "style": ref_s[:, 128:],
+            "en": _pad_last(en[None], bucket), "style": ref_s[:, self.style_dim:],
             "valid_frames": np.array([frames], np.float32)})
         return out["f0"][0, : 2 * frames], out["n"][0, : 2 * frames]
 
@@ -249,7 +249,7 @@ class Chain:
         self._check_padding(artifact, "valid_frames", frames, bucket)
         out = self.backend.run(artifact, {
             "asr": _pad_last(asr[None], bucket), "f0": _pad_last(f0[None], 2 * bucket),
-            "n": _pad_last(n[None], 2 * bucket), "style": ref_s[:, :128],
+            "n": _pad_last(n[None], 2 * bucket), "style": ref_s[:, : self.style_dim],
             "valid_frames": np.array([frames], np.float32), **self._noise(frames, bucket, noise_seed)})
         return out["audio"][0, : frames * self.samples_per_frame].astype(np.float32)
 

@@ -1,8 +1,18 @@
 """The stage-kind registry and the interface every kind implements."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
+
+HARMONICS = 9  # kokoro's Generator builds its source with harmonic_num=8
+
+
+def samples_per_frame(model_config: dict) -> int:
+    """Audio samples per asr frame: 2 * prod(upsample_rates) * hop (600 for Kokoro-82M,
+    so one frame is 25 ms at 24 kHz)."""
+    ist = model_config["istftnet"]
+    return 2 * math.prod(ist["upsample_rates"]) * ist["gen_istft_hop_size"]
 
 _KINDS: dict[str, type["StageKind"]] = {}
 
@@ -27,6 +37,12 @@ class StageKind:
         self.passes = [(pass_id, dict(options)) for pass_id, options in passes]
         # A range/enumerated artifact runs at the utterance's own length: no padding.
         self.flexible = flexible
+
+    @property
+    def masked(self) -> bool:
+        """Padded frame buckets: kokoro::mask_padding runs and valid_frames is an input.
+        (A flexible stage runs at the utterance's own length: nothing to mask.)"""
+        return self.pass_options("kokoro::mask_padding") is not None and not self.flexible
 
     def pass_options(self, pass_id: str) -> dict | None:
         """The options a surgery pass runs with on this stage, or None if it doesn't run.

@@ -29,11 +29,6 @@ class ProsodyModule(nn.Module):
 @register_stage("prosody")
 class Prosody(StageKind):
     @property
-    def masked(self) -> bool:
-        """Padded frame buckets: kokoro::mask_padding applies, valid_frames is an input."""
-        return self.pass_options("kokoro::mask_padding") is not None and not self.flexible
-
-    @property
     def channels(self) -> int:
         return self.model_config["hidden_dim"] + self.model_config["style_dim"]
 

@@ -8,10 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..surgery.passes.noise import seeded_noise, supply_noise
-from .base import StageKind, TensorSpec, register_stage
+from .base import HARMONICS, StageKind, TensorSpec, register_stage, samples_per_frame
 from .frames import padded_frames, run_over_valid
 
-HARMONICS = 9  # kokoro's Generator builds its source with harmonic_num=8
 
 
 class VocoderModule(nn.Module):
@@ -49,18 +48,12 @@ class VocoderModule(nn.Module):
 class Vocoder(StageKind):
     @property
     def samples_per_frame(self) -> int:
-        ist = self.model_config["istftnet"]
-        return 2 * math.prod(ist["upsample_rates"]) * ist["gen_istft_hop_size"]
+        return samples_per_frame(self.model_config)
 
     @property
     def noise_inputs(self) -> bool:
         options = self.pass_options("kokoro::deterministic_noise")
         return options is not None and options.get("mode", "input") == "input"
-
-    @property
-    def masked(self) -> bool:
-        """Padded frame buckets: kokoro::mask_padding applies, valid_frames is an input."""
-        return self.pass_options("kokoro::mask_padding") is not None and not self.flexible
 
     def build_module(self, kmodel, sizes=None) -> nn.Module:
         extra = tuple(spec.name for spec in self.inputs({"frames": 1})[4:])
