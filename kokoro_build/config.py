@@ -22,6 +22,9 @@ from .yaml_lines import LocatedYaml, YamlProblem, dotted, load_located, locate
 # tokens: ALBERT has 512 positions.
 STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
     "vocoder": {"frames": (1, 2400)},
+    # the vocoder's fp32 islands (stages/islands.py): its source, and its conv_post + iSTFT
+    "noise": {"frames": (1, 2400)},
+    "tail": {"frames": (1, 2400)},
     # PL-BERT has 512 positions (kokoro's limit: 510 phonemes + 2 boundary tokens).
     "duration": {"tokens": (1, 512)},
     "prosody": {"frames": (1, 2400)},
@@ -31,6 +34,8 @@ STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
 # Shape modes each kind can build today.
 STAGE_MODES: dict[str, set[str]] = {
     "vocoder": {"buckets", "range", "enumerated"},
+    "noise": {"buckets", "range", "enumerated"},
+    "tail": {"buckets", "range", "enumerated"},
     "duration": {"buckets", "range", "enumerated"},
     "prosody": {"buckets", "range", "enumerated"},
     # Its frame count is an output size with no input to carry it: fixed shapes only.
@@ -219,6 +224,9 @@ class StageConfig(Strict):
     kind: str
     # alignment only: graph = its own Core ML stage; host = the chain builds it (no artifact)
     where: Literal["host", "graph"] | None = None
+    # vocoder only: parts split off into stages of their own (kind noise / tail),
+    # e.g. to run them in fp32 around an fp16 vocoder (stages/islands.py)
+    islands: list[Literal["noise", "tail"]] = []
     shapes: dict[str, ShapeSpec] = {}
     surgery: SurgeryConfig = Field(default_factory=SurgeryConfig)
     precision: Literal["fp16", "fp32"] | None = None
@@ -261,7 +269,16 @@ class StageConfig(Strict):
     def _where_is_for_alignment(self) -> "StageConfig":
         if self.where is not None and self.kind != "alignment":
             raise ValueError(f"where: only alignment stages take it (this one is {self.kind})")
+        if self.islands and self.kind != "vocoder":
+            raise ValueError(f"islands: only vocoder stages take it (this one is {self.kind})")
+        if len(set(self.islands)) != len(self.islands):
+            raise ValueError("islands: lists an island twice")
         return self
+
+    @property
+    def kind_options(self) -> dict:
+        """Settings the stage kind's module depends on (beyond shapes and surgery)."""
+        return {"islands": list(self.islands)} if self.islands else {}
 
     @property
     def builds_artifacts(self) -> bool:
@@ -308,10 +325,11 @@ class PipelineConfig(Strict):
         for name in stages:
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"stage name {name!r}: use letters, digits and _")
+        _islands_have_stages(stages)
         target = info.data.get("target")
         for name, stage in stages.items():
             for dim, spec in stage.shapes.items():
-                several = stage.kind == "vocoder" or (
+                several = stage.kind in ("vocoder", "noise") or (
                     stage.kind == "duration" and
                     stage.surgery.options.get("kokoro::unpack_lstm", {}).get("masked"))
                 if spec.mode == "enumerated" and several and target and \
@@ -327,6 +345,25 @@ class PipelineConfig(Strict):
 
     def stage_compute_units(self, stage: str) -> str:
         return self.stages[stage].compute_units or self.defaults.compute_units
+
+
+def _islands_have_stages(stages: dict[str, StageConfig]) -> None:
+    """A vocoder's island needs one stage of that kind with the vocoder's frame
+    shapes (the chain hands tensors between them bucket for bucket), and an
+    island stage needs a vocoder that leaves that part out."""
+    vocoders = {name: s for name, s in stages.items() if s.kind == "vocoder"}
+    for island in ("noise", "tail"):
+        holders = [name for name, s in stages.items() if s.kind == island]
+        users = [name for name, s in vocoders.items() if island in s.islands]
+        if users and len(holders) != 1:
+            raise ValueError(f"{users[0]}: islands: {island} needs exactly one stage of kind "
+                             f"{island} (found {len(holders)})")
+        if holders and not users:
+            raise ValueError(f"{holders[0]}: kind: a {island} stage needs a vocoder stage with "
+                             f"`islands: [{island}]`")
+        if users and stages[holders[0]].shapes != vocoders[users[0]].shapes:
+            raise ValueError(f"{holders[0]}: shapes: must equal the shapes of vocoder stage "
+                             f"{users[0]}")
 
 
 class ConfigError(Exception):

@@ -22,7 +22,7 @@ def describe(specs_at, sizes: dict[str, int], flexible: dict[str, dict]) -> list
 
 
 def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list,
-                  voice: str, flexible: bool = False):
+                  voice: str, flexible: bool = False, options: dict | None = None):
     """(surgered module, example inputs, stage, surgery records) for one shape."""
     from .source.kmodel import build_kmodel
     from .source.weights import load_weights
@@ -30,7 +30,7 @@ def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: l
     from .surgery import apply_passes
 
     blob = load_weights(weights_path)
-    stage = get_stage_kind(kind)(blob["config"], passes, flexible=flexible)
+    stage = get_stage_kind(kind)(blob["config"], passes, flexible=flexible, options=options)
     kmodel = build_kmodel(blob["config"], blob["state_dict"])
     module = stage.build_module(kmodel, sizes)
     voice_pack = blob["voices"][voice]
@@ -40,15 +40,16 @@ def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: l
 
 
 def export_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list,
-                 voice: str, out_path: str, flexible: dict | None = None) -> None:
+                 voice: str, out_path: str, flexible: dict | None = None,
+                 options: dict | None = None) -> None:
     """doit action: write a traced TorchScript file and its digest (with surgery records)."""
     import torch
 
     start = time.time()
     label = f"{kind} {sizes}"
     print(f"export {label}: surgery ({len(passes)} passes)", flush=True)
-    module, inputs, stage, records, provenance = prepare_stage(weights_path, kind, sizes, passes, voice,
-                                                               flexible=bool(flexible))
+    module, inputs, stage, records, provenance = prepare_stage(
+        weights_path, kind, sizes, passes, voice, flexible=bool(flexible), options=options)
     for r in records:
         print(f"  {r.id}: {r.sites} sites, {r.psnr_db:.1f} dB", flush=True)
     print(f"export {label}: tracing", flush=True)
@@ -56,7 +57,7 @@ def export_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: li
         traced = torch.jit.trace(module, inputs, check_trace=False)
     with atomic_path(out_path) as tmp:
         torch.jit.save(traced, str(tmp))
-    write_digest(out_path, kind=kind, sizes=sizes, flexible=flexible or {},
+    write_digest(out_path, kind=kind, sizes=sizes, flexible=flexible or {}, options=options or {},
                  inputs=describe(stage.inputs, sizes, flexible or {}),
                  outputs=describe(stage.outputs, sizes, flexible or {}),
                  passes=[r.as_dict() for r in records], provenance=provenance,

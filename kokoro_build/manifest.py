@@ -34,7 +34,7 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
                 "precision": report["precision"], "compute_units": report["compute_units"],
             })
         manifest["stages"][stage_name] = {"kind": stage["kind"], "where": stage.get("where", "graph"),
-                                          "artifacts": artifacts}
+                                          "options": stage.get("options", {}), "artifacts": artifacts}
     write_json(out_path, manifest)
     print(f"manifest: {sum(len(s['artifacts']) for s in manifest['stages'].values())} artifacts "
           f"-> {Path(out_path).name}", flush=True)

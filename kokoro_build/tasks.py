@@ -90,7 +90,7 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
             manifest_stages[stage_name] = {"kind": stage.kind, "where": "host", "artifacts": []}
             continue
         yield from _stage_tasks(config, stage_name, stage, out, weights)
-        manifest_stages[stage_name] = {"kind": stage.kind, "artifacts": [
+        manifest_stages[stage_name] = {"kind": stage.kind, "options": stage.kind_options, "artifacts": [
             (point.sizes, str(package), str(traced))
             for point, traced, package in _stage_paths(out, stage_name, stage)]}
     manifest = out / "manifest.json"
@@ -123,12 +123,13 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
         label, sizes = point.label, point.sizes
         report = out / stage_name / f"{label}.report.json"
         export_slice = {"kind": stage.kind, "sizes": sizes, "flexible": point.flexible,
-                        "passes": passes, "voice": voice}
+                        "passes": passes, "voice": voice, "options": stage.kind_options}
         yield {
             "basename": stage_name, "name": f"{label}.export",
             "doc": f"surgery + trace {stage_name} at {label}",
             "actions": [(_action("kokoro_build.export:export_stage"),
-                         [str(weights), stage.kind, sizes, passes, voice, str(traced), point.flexible])],
+                         [str(weights), stage.kind, sizes, passes, voice, str(traced), point.flexible,
+                          stage.kind_options])],
             "file_dep": [str(digest_path(weights))] + code_files(*EXPORT_CODE),
             "targets": [str(traced), str(digest_path(traced))],
             "uptodate": [config_changed(export_slice)],

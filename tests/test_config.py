@@ -114,6 +114,19 @@ def test_default_pipeline_is_valid():
     # an unknown preset
     (("    kind: vocoder\n", "    kind: vocoder\n    surgery: {preset: fastest}\n"),
      "pipeline.yaml:9: stages.vocoder.surgery.preset: unknown preset 'fastest'; known: coreml-default, ane, none"),
+    # an island with no stage to run it
+    (("    kind: vocoder\n", "    kind: vocoder\n    islands: [noise]\n"),
+     "pipeline.yaml:9: stages.vocoder.islands: noise needs exactly one stage of kind noise (found 0)"),
+    # an island stage with other shapes than its vocoder
+    (("    kind: vocoder\n", "    kind: vocoder\n    islands: [tail]\n  tail:\n    kind: tail\n"
+      "    shapes: {frames: {buckets: [120]}}\n  vocoder2:\n    kind: vocoder\n"),
+     "pipeline.yaml:12: stages.tail.shapes: must equal the shapes of vocoder stage vocoder"),
+    # an island stage without a vocoder that splits it off
+    (("stages:\n", "stages:\n  noise: {kind: noise, shapes: {frames: {buckets: [120, 200]}}}\n"),
+     "pipeline.yaml:7: stages.noise.kind: a noise stage needs a vocoder stage with `islands: [noise]`"),
+    # islands on another kind
+    (("    kind: vocoder\n", "    kind: prosody\n    islands: [tail]\n"),
+     "pipeline.yaml:9: stages.vocoder.islands: only vocoder stages take it (this one is prosody)"),
     # a bad variant name (it becomes a folder name)
     (("name: t\n", "name: ../escape\n"),
      "pipeline.yaml:2: name: String should match pattern"),

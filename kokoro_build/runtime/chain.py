@@ -246,12 +246,28 @@ class Chain:
         return out["f0"][0, : 2 * frames], out["n"][0, : 2 * frames]
 
     def _vocoder(self, artifact, bucket: int, asr, f0, n, ref_s, frames: int, noise_seed: int) -> np.ndarray:
+        """The vocoder, and around it its islands if the variant split them off: the
+        noise stage makes its `har` input, the tail stage turns its `features` into audio."""
         self._check_padding(artifact, "valid_frames", frames, bucket)
-        out = self.backend.run(artifact, {
-            "asr": _pad_last(asr[None], bucket), "f0": _pad_last(f0[None], 2 * bucket),
-            "n": _pad_last(n[None], 2 * bucket), "style": ref_s[:, : self.style_dim],
-            "valid_frames": np.array([frames], np.float32), **self._noise(frames, bucket, noise_seed)})
+        f0 = _pad_last(f0[None], 2 * bucket)
+        shared = {"valid_frames": np.array([frames], np.float32), **self._noise(frames, bucket, noise_seed)}
+        inputs = {"asr": _pad_last(asr[None], bucket), "f0": f0, "n": _pad_last(n[None], 2 * bucket),
+                  "style": ref_s[:, : self.style_dim], **shared}
+        if "noise" in self.stages:
+            inputs["har"] = self.backend.run(self._island("noise", frames, bucket), {"f0": f0, **shared})["har"]
+        out = self.backend.run(artifact, inputs)
+        if "tail" in self.stages:
+            out = self.backend.run(self._island("tail", frames, bucket), {"features": out["features"], **shared})
         return out["audio"][0, : frames * self.samples_per_frame].astype(np.float32)
+
+    def _island(self, kind: str, frames: int, bucket: int) -> dict:
+        """The island artifact that runs at the vocoder's size (the config gives both
+        the same shapes)."""
+        artifact, size = self._pick(kind, "frames", frames)
+        if size != bucket:
+            raise ChainError(f"the {kind} stage runs {frames} frames at {size}, the vocoder at "
+                             f"{bucket}: rebuild with equal shapes")
+        return artifact
 
     @staticmethod
     def _check_padding(artifact: dict, mask_input: str, size: int, bucket: int) -> None:

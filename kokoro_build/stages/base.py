@@ -32,8 +32,10 @@ class StageKind:
 
     kind: ClassVar[str]
 
-    def __init__(self, model_config: dict, passes: list[tuple[str, dict]] = (), flexible: bool = False):
+    def __init__(self, model_config: dict, passes: list[tuple[str, dict]] = (), flexible: bool = False,
+                 options: dict | None = None):
         self.model_config = model_config
+        self.options = dict(options or {})  # the kind's own settings from YAML (vocoder: islands)
         self.passes = [(pass_id, dict(options)) for pass_id, options in passes]
         # A range/enumerated artifact runs at the utterance's own length: no padding.
         self.flexible = flexible
@@ -81,7 +83,7 @@ def register_stage(kind: str):
 
 
 def stage_kinds() -> dict[str, type[StageKind]]:
-    from . import alignment, duration, prosody, synthesizer, vocoder  # noqa: F401  (registers)
+    from . import alignment, duration, islands, prosody, synthesizer, vocoder  # noqa: F401  (registers)
     return dict(_KINDS)
 
 

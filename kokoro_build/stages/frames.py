@@ -25,10 +25,11 @@ def run_over_valid(stage_module, run, inputs: tuple, rates: tuple, out_rates: tu
         set_valid_frames(stage_module, valid_frames, bucket)
         return tuple(out * frames_mask(valid_frames, bucket, out.shape[-1]).to(out.dtype)
                      for out in run(*inputs))
-    valid = int(valid_frames.reshape(-1)[0])
-    cropped = [x if rate is None else x[..., : valid * rate] for x, rate in zip(inputs, rates)]
-    return tuple(F.pad(out, (0, bucket * rate - out.shape[-1]))
-                 for out, rate in zip(run(*cropped), out_rates))
+    # Samples past a whole number of frames (an STFT's + 1) stay on the valid side.
+    padding = bucket - int(valid_frames.reshape(-1)[0])
+    cropped = [x if rate is None or x is None else x[..., : x.shape[-1] - padding * rate]
+               for x, rate in zip(inputs, rates)]
+    return tuple(F.pad(out, (0, padding * rate)) for out, rate in zip(run(*cropped), out_rates))
 
 
 def padded_frames(bucket: int) -> int:

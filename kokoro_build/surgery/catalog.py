@@ -69,4 +69,5 @@ PRESETS: dict[str, tuple[str, ...]] = {
 # The preset a stage kind uses when its config names none.
 DEFAULT_PRESET: dict[str, str] = {"duration": "coreml-default", "prosody": "coreml-default",
                                   "vocoder": "coreml-default", "alignment": "none",
-                                  "synthesizer": "coreml-default"}
+                                  "synthesizer": "coreml-default", "noise": "coreml-default",
+                                  "tail": "coreml-default"}

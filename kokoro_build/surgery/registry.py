@@ -112,6 +112,19 @@ def psnr_db(reference, candidate) -> tuple[float, float]:
     return 10 * math.log10(max(peak, 1e-12) ** 2 / mse), max_abs
 
 
+def _detach_derived(module):
+    """Detach tensors that a hook derived with autograd on (weight_norm computes
+    `weight` when applied and recomputes it each forward): deepcopy refuses non-leaf
+    tensors, and a submodule the stage never runs (the vocoder body's conv_post)
+    keeps its first one."""
+    import torch
+    for child in module.modules():
+        for name, value in list(vars(child).items()):
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                setattr(child, name, value.detach())
+    return module
+
+
 def run_seeded(module, inputs: tuple, seed: int = 0):
     """Forward with a fixed RNG seed, so modules with noise ops stay comparable
     (a rewrite must draw its random numbers in the same order)."""
@@ -147,7 +160,7 @@ def apply_passes(module, pass_specs: list[tuple[str, dict]], inputs: tuple) -> S
     """
     original = module
     reference = run_seeded(original, inputs)
-    work = copy.deepcopy(module).eval()
+    work = copy.deepcopy(_detach_derived(module)).eval()
     done: list[str] = []
     result = SurgeryResult(work)
     previous, gate = reference, math.inf

@@ -37,6 +37,14 @@ FUSED = PIPELINE.replace("name: tiny-chain", "name: tiny-fused").split("  alignm
     shapes: {tokens: {buckets: [512]}, frames: {buckets: [600]}}
 """
 
+# The same weights, the vocoder's source and tail split off as fp32 islands.
+ISLANDS = PIPELINE.replace("name: tiny-chain", "name: tiny-islands").replace(
+    "  vocoder: {kind: vocoder, shapes: {frames: {buckets: [600]}}}\n", """\
+  noise: {kind: noise, precision: fp32, shapes: {frames: {buckets: [600]}}}
+  vocoder: {kind: vocoder, islands: [noise, tail], shapes: {frames: {buckets: [600]}}}
+  tail: {kind: tail, precision: fp32, shapes: {frames: {buckets: [600]}}}
+""")
+
 
 def _build(tmp_path_factory, text: str, name: str):
     tmp = tmp_path_factory.mktemp(name)
@@ -66,6 +74,17 @@ def test_the_fused_synthesizer_speaks_like_the_split_chain(chain, tmp_path_facto
     assert all(set(c.buckets) == {"duration", "synthesizer"} for c in together.chunks)
     assert len(split.audio) == len(together.audio)
     assert mel_correlation(split.audio, together.audio) >= 0.999
+
+
+@pytest.mark.slow
+def test_the_islands_chain_speaks_like_the_whole_vocoder(chain, tmp_path_factory):
+    islands = _build(tmp_path_factory, ISLANDS, "tiny-islands")
+    assert islands.manifest["stages"]["vocoder"]["options"] == {"islands": ["noise", "tail"]}
+    assert islands.manifest["stages"]["noise"]["artifacts"][0]["precision"] == "fp32"
+    text = "The committee met on Tuesday."
+    whole, split = (c.speak(text, voice="test_voice", seed=5) for c in (chain, islands))
+    assert len(whole.audio) == len(split.audio)
+    assert np.allclose(whole.audio, split.audio, atol=1e-4 * np.abs(whole.audio).max())
 
 
 @pytest.mark.slow
