@@ -67,7 +67,7 @@ def test_stage_surgery_reaches_the_export_task(tmp_path):
     config.write_text(text)
     export = tasks_by_name(config)["vocoder:frames_120.export"]
     passes = export["actions"][0][1][3]
-    assert tasks_by_name(config)["duration:tokens_range.export"]["actions"][0][1][-1] == {
+    assert tasks_by_name(config)["duration:tokens_range.export"]["actions"][0][1][-2] == {
         "tokens": {"range": [2, 512]}}
     assert [p for p, _ in passes] == ["kokoro::remove_dropout", "kokoro::fold_weight_norm",
                                       "kokoro::stft_conv", "kokoro::deterministic_noise",
