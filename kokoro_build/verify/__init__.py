@@ -1,0 +1,1 @@
+"""Verification without a Mac: run saved .mlpackage files on Linux (MIL evaluator)."""

@@ -1,0 +1,89 @@
+"""Compressed weights: constexpr_* ops expand to dense tensors (iOS16 and iOS18 forms)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import MilEvalError, axis, kernel
+
+
+def _per_axis(values: torch.Tensor, rank: int, dim: int) -> torch.Tensor:
+    """A scalar, or a vector along `dim`, shaped to broadcast against a rank-`rank` tensor."""
+    if values.dim() == 0 or values.numel() == 1:
+        return values.reshape(())
+    shape = [1] * rank
+    shape[dim] = -1
+    return values.reshape(shape)
+
+
+def _blockwise(values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Repeat each entry of a per-block tensor over its block (block = shape / values.shape)."""
+    for dim, (full, blocks) in enumerate(zip(shape, values.shape)):
+        if blocks != full:
+            values = values.repeat_interleave(full // blocks, dim=dim)
+    return values
+
+
+@kernel("constexpr_affine_dequantize")
+def affine_dequantize(op, a):
+    """iOS16: (quantized_data - zero_point) * scale, both scalar or per channel on `axis`."""
+    data = a.tensor("quantized_data").to(torch.float32)
+    dim = axis(a.int("axis", 0), data.dim())
+    zero = _per_axis(a.tensor("zero_point").to(torch.float32), data.dim(), dim)
+    return (data - zero) * _per_axis(a.tensor("scale").to(torch.float32), data.dim(), dim)
+
+
+@kernel("constexpr_blockwise_shift_scale")
+def blockwise_shift_scale(op, a):
+    """iOS18: (data - offset) * scale, scale/offset per block of the data."""
+    data = a.tensor("data").to(torch.float32)
+    scale = _blockwise(a.tensor("scale").to(torch.float32), tuple(data.shape))
+    if a.has("offset"):
+        data = data - _blockwise(a.tensor("offset").to(torch.float32), tuple(data.shape))
+    return data * scale
+
+
+@kernel("constexpr_cast")
+def constexpr_cast(op, a):
+    return a.tensor("source_val").to(torch.float32)
+
+
+def unpack_bits(packed: np.ndarray, nbits: int, count: int) -> np.ndarray:
+    """Indices packed LSB-first, one byte at a time (coremltools' documented layout)."""
+    bits = np.unpackbits(packed.astype(np.uint8), bitorder="little")[: count * nbits]
+    weights = (1 << np.arange(nbits)).astype(np.int64)
+    return bits.reshape(count, nbits).astype(np.int64) @ weights
+
+
+@kernel("constexpr_lut_to_dense")
+def lut_to_dense(op, a):
+    lut = a.tensor("lut").to(torch.float32)
+    if a.has("shape"):  # iOS16: one LUT, packed indices, explicit shape
+        shape = a.ints("shape")
+        nbits = int(np.log2(lut.numel()))
+        indices = unpack_bits(np.asarray(a.tensor("indices")), nbits, int(np.prod(shape)))
+        return lut.reshape(-1)[torch.from_numpy(indices)].reshape(shape)
+    # iOS18: unpacked indices shaped as the output; a LUT per block of channels
+    indices = a.tensor("indices").to(torch.long)
+    if lut.shape[-1] != 1:
+        raise MilEvalError(f"{op.name}: vector palettization (vector size {lut.shape[-1]}) "
+                           "is not implemented")
+    rank = indices.dim()
+    palettes = lut.shape[rank]
+    per_block = _blockwise(lut.reshape(*lut.shape[:rank], palettes),
+                           (*indices.shape, palettes)[:rank] + (palettes,))
+    return torch.gather(per_block, rank, indices.unsqueeze(-1)).squeeze(-1)
+
+
+@kernel("constexpr_sparse_to_dense")
+def sparse_to_dense(op, a):
+    values = a.tensor("nonzero_data").to(torch.float32)
+    mask = np.asarray(a.tensor("mask"))
+    if a.has("shape"):  # iOS16: a packed bit mask and an explicit shape
+        shape = a.ints("shape")
+        keep = np.unpackbits(mask.astype(np.uint8), bitorder="little")[: int(np.prod(shape))] != 0
+    else:  # iOS18: a 0/1 mask shaped as the output
+        shape, keep = list(mask.shape), mask.reshape(-1) != 0
+    dense = torch.zeros(int(np.prod(shape)), dtype=values.dtype)
+    dense[torch.from_numpy(keep)] = values
+    return dense.reshape(shape)

@@ -1,0 +1,222 @@
+"""A reference evaluator for saved Core ML ML Programs.
+
+Core ML prediction exists only on macOS (apple/coremltools #2658), so this runs
+the artifact itself on Linux: the package's spec and weights go through
+coremltools' milproto loader to a MIL Program, and each op of a function runs
+as a torch CPU kernel (kernels/, one per op type, found through a registry).
+
+Precision:
+- `fp16` (default): every op whose output the program types as fp16 has that
+  output rounded to half, as the model declares. Kernels compute in fp32, so
+  accumulation inside one op (conv, matmul) is more exact than an fp16 device
+  may be; storage between ops is exactly fp16.
+- `fp32`: no rounding, the ideal reference for the same weights (which stay as
+  stored: fp16 weights are not made more exact).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .kernels import KERNELS, Args, MilEvalError
+from .stats import ActivationStats
+
+PRECISIONS = ("fp16", "fp32")
+
+
+def load_program(package: str | Path):
+    """The MIL Program of a saved .mlpackage (spec + weights dir)."""
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    path = Path(package)
+    if not (path / "Manifest.json").is_file():
+        raise MilEvalError(f"{path}: not an .mlpackage (no Manifest.json)")
+    model = ct.models.MLModel(str(path), skip_model_load=True)
+    spec = model.get_spec()
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise MilEvalError(f"{path}: a {spec.WhichOneof('Type')} model, not an ML Program")
+    return load(spec, spec.specificationVersion, file_weights_dir=model.weights_dir)
+
+
+class MilEvaluator:
+    def __init__(self, package: str | Path, precision: str = "fp16"):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.package, self.precision = Path(package), precision
+        self.program = load_program(package)
+        self._constants: dict[int, torch.Tensor] = {}  # id(var) -> tensor, built once
+
+    @property
+    def functions(self) -> list[str]:
+        return list(self.program.functions)
+
+    def op_types(self, function: str = "main") -> set[str]:
+        types: set[str] = set()
+        for op in _walk(self.program.functions[function]):
+            types.add(op.op_type)
+        return types
+
+    def missing_kernels(self) -> set[str]:
+        return {t for f in self.functions for t in self.op_types(f)} - set(KERNELS)
+
+    def run(self, inputs: dict[str, np.ndarray], function: str = "main",
+            stats: ActivationStats | None = None,
+            progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+        """Named numpy inputs -> named numpy outputs of `function`."""
+        if function not in self.program.functions:
+            raise MilEvalError(f"{self.package.name}: no function {function!r} "
+                               f"(has: {', '.join(self.functions)})")
+        func = self.program.functions[function]
+        env: dict[str, object] = {}
+        for name, var in func.inputs.items():
+            if name not in inputs:
+                raise MilEvalError(f"{self.package.name}: missing input {name!r}")
+            value = torch.from_numpy(np.ascontiguousarray(inputs[name]))
+            if tuple(value.shape) != tuple(var.shape) and not _fits(value.shape, var.shape):
+                raise MilEvalError(f"{self.package.name}: input {name} has shape "
+                                   f"{tuple(value.shape)}, the model takes {var.shape}")
+            env[name] = self._store(value, var)
+        with torch.no_grad():
+            outputs = self._run_block(func, env, stats, progress)
+        return {var.name: _to_numpy(value) for var, value in zip(func.outputs, outputs)}
+
+    # -- execution -----------------------------------------------------------------
+    def _run_block(self, block, env: dict, stats, progress=None) -> list:
+        operations = list(block.operations)
+        # Free each value after its last use: holding every intermediate made the
+        # 30 s vocoder need tens of GB, and fresh allocations made the ops slow.
+        last_use = _last_uses(operations)
+        keep = {var.name for var in block.outputs}
+        for index, op in enumerate(operations):
+            if op.op_type == "const" or (not op.op_type.startswith("constexpr_") and
+                                         all(out.val is not None for out in op.outputs)):
+                continue  # a constant (folded by coremltools' loader): read on use
+            kernel = KERNELS.get(op.op_type)
+            if kernel is None:
+                raise MilEvalError(f"{self.package.name}: no kernel for MIL op type "
+                                   f"{op.op_type!r} (op {op.name})")
+            try:
+                result = kernel(op, Args(op, lambda var: self._value(var, env), self, env))
+            except MilEvalError:
+                raise
+            except Exception as err:  # name the op: a bare torch error says nothing
+                raise MilEvalError(f"{self.package.name}: op {op.name} ({op.op_type}) "
+                                   f"failed: {type(err).__name__}: {err}") from err
+            results = result if isinstance(result, (tuple, list)) else (result,)
+            for var, value in zip(op.outputs, results):
+                env[var.name] = self._store(value, var)
+                if stats is not None:
+                    stats.record(var.name, op.op_type, env[var.name])
+            for name in last_use.get(index, ()):
+                if name not in keep:
+                    env.pop(name, None)
+            if progress:
+                progress(index + 1, len(operations))
+        return [self._value(var, env) for var in block.outputs]
+
+    def run_block(self, block, env: dict, stats=None) -> list:
+        """For control-flow kernels: run a nested block in a child scope."""
+        return self._run_block(block, dict(env), stats)
+
+    def _value(self, var, env: dict):
+        if var.name in env:
+            return env[var.name]
+        if var.val is None:
+            raise MilEvalError(f"{self.package.name}: value {var.name} used before it is computed")
+        key = id(var)
+        if key not in self._constants:
+            self._constants[key] = _constant(var.val)
+        return self._constants[key]
+
+    def _store(self, value, var):
+        """Keep floats as fp32 tensors, rounded to half when the program types them fp16."""
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(np.asarray(value))
+        dtype = _torch_dtype(var.dtype)
+        if dtype is torch.float16:
+            value = value.to(torch.float16 if self.precision == "fp16" else torch.float32)
+            return value.to(torch.float32)
+        return value.to(dtype)
+
+
+def _last_uses(operations) -> dict[int, list[str]]:
+    """op index -> names of the values it is the last reader of (nested blocks' reads
+    count as their op's)."""
+    last: dict[str, int] = {}
+    for index, op in enumerate(operations):
+        for name in _reads(op):
+            last[name] = index
+    by_index: dict[int, list[str]] = {}
+    for name, index in last.items():
+        by_index.setdefault(index, []).append(name)
+    return by_index
+
+
+def _reads(op):
+    for value in op.inputs.values():
+        for var in value if isinstance(value, (list, tuple)) else (value,):
+            yield var.name
+    for block in op.blocks:
+        for inner in block.operations:
+            yield from _reads(inner)
+        for var in block.outputs:
+            yield var.name
+
+
+def _walk(block):
+    for op in block.operations:
+        yield op
+        for inner in op.blocks:
+            yield from _walk(inner)
+
+
+def _fits(shape, declared) -> bool:
+    """A concrete shape against a declared one with symbolic (flexible) dims."""
+    return len(shape) == len(declared) and all(
+        not isinstance(d, (int, np.integer)) or int(d) == s for s, d in zip(shape, declared))
+
+
+def _torch_dtype(mil_type):
+    from coremltools.converters.mil.mil import types
+    if types.is_tensor(mil_type):
+        mil_type = mil_type.get_primitive()
+    if mil_type == types.fp16:
+        return torch.float16
+    if mil_type in (types.fp32, types.fp64):
+        return torch.float32
+    if mil_type == types.bool:
+        return torch.bool
+    if types.is_int(mil_type):
+        return torch.int64  # int8/16/32 and unsigned: held wide, as value inference does
+    return torch.float32
+
+
+def _constant(val):
+    """A const's value: tensors for numbers; strings and other values as they are."""
+    if isinstance(val, (str, bytes)):
+        return val
+    array = np.asarray(val)
+    if array.dtype.kind in "US":
+        return val
+    if array.dtype == np.float16 or array.dtype == np.float64:
+        array = array.astype(np.float32)
+    elif array.dtype.kind in "iu":
+        array = array.astype(np.int64)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _to_numpy(value) -> np.ndarray:
+    return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def evaluate_package(package: str | Path, inputs: dict[str, np.ndarray], precision: str = "fp16",
+                     function: str = "main") -> tuple[dict[str, np.ndarray], float]:
+    """(outputs, seconds) for one run of a package."""
+    start = time.time()
+    outputs = MilEvaluator(package, precision).run(inputs, function)
+    return outputs, time.time() - start

@@ -1,0 +1,47 @@
+"""Per-op activation statistics over evaluator runs (W8A8 calibration on Linux)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+# torch.quantile takes at most 2**24 elements; larger tensors are strided down.
+_QUANTILE_LIMIT = 1 << 24
+PERCENTILES = (0.1, 1.0, 99.0, 99.9)
+
+
+@dataclass
+class OutputStats:
+    op_type: str
+    count: int = 0  # runs recorded
+    min: float = float("inf")
+    max: float = float("-inf")
+    # per percentile: the most extreme value seen over the runs (low ones min, high max)
+    percentiles: dict[float, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"op_type": self.op_type, "runs": self.count, "min": self.min, "max": self.max,
+                "percentiles": {str(p): v for p, v in self.percentiles.items()}}
+
+
+class ActivationStats:
+    """min / max / percentiles of every floating-point op output, by output name."""
+
+    def __init__(self):
+        self.outputs: dict[str, OutputStats] = {}
+
+    def record(self, name: str, op_type: str, value) -> None:
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.numel() == 0:
+            return
+        entry = self.outputs.setdefault(name, OutputStats(op_type))
+        flat = value.reshape(-1)
+        entry.count += 1
+        entry.min, entry.max = min(entry.min, float(flat.min())), max(entry.max, float(flat.max()))
+        sample = flat[:: max(1, flat.numel() // _QUANTILE_LIMIT + 1)] if flat.numel() > _QUANTILE_LIMIT else flat
+        values = torch.quantile(sample, torch.tensor([p / 100 for p in PERCENTILES]))
+        for p, v in zip(PERCENTILES, values.tolist()):
+            old = entry.percentiles.get(p)
+            entry.percentiles[p] = v if old is None else (min(old, v) if p < 50 else max(old, v))
+
+    def as_dict(self) -> dict:
+        return {name: entry.as_dict() for name, entry in self.outputs.items()}
