@@ -169,7 +169,8 @@ class Chain:
             alignment, aligned_at = self._alignment(durations, frames)
             f0, n = self._prosody(prosody, prosody_size, d.T @ alignment, ref_s, frames)
             audio = self._vocoder(vocoder, vocoder_size, t_en @ alignment, f0, n, ref_s, frames, noise_seed)
-            used = {"prosody": prosody_size, "vocoder": vocoder_size}
+            used = {"prosody": prosody_size, "vocoder": vocoder_size,
+                    **{island: vocoder_size for island in ("noise", "tail") if island in self.stages}}
         buckets = {"duration": token_bucket, **used, **aligned_at}
         return ChunkResult(phonemes, tokens, durations, buckets, noise_seed, audio)
 
