@@ -27,7 +27,7 @@ OUT.mkdir(parents=True, exist_ok=True)  # doit keeps its state db in here
 
 DOIT_CONFIG = {
     "dep_file": str(OUT / ".doit.db"),
-    "default_tasks": ["weights", *(n for n, s in CONFIG.stages.items() if s.builds_artifacts), "manifest"],
+    "default_tasks": ["weights", *(n for n, s in CONFIG.stages.items() if s.builds_artifacts), "manifest", "report"],
     "verbosity": 2,
 }
 

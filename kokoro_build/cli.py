@@ -45,6 +45,25 @@ def cmd_speak(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report.summary import format_terminal, variant_summary
+
+    variant_dir = Path(args.artifacts) / args.variant
+    try:
+        summary = variant_summary(variant_dir)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"kokoro-build report: {variant_dir}: {error} (build and verify it first: make build)",
+              file=sys.stderr)
+        return 1
+    print(format_terminal(summary))
+    for name in ("report.md", "report.html"):
+        if (variant_dir / name).is_file():
+            print(f"full report: {variant_dir / name}")
+    return 0 if summary["passed"] else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kokoro-build", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -57,10 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--variant", default="default", help="artifacts/<variant>/ (default: default)")
     speak.add_argument("--voice", default="jf_alpha")
     speak.add_argument("--speed", type=float, default=1.0)
-    speak.add_argument("--backend", default="torch", help="torch (the traced twins) or coreml (macOS)")
+    speak.add_argument("--backend", default="torch",
+                       help="torch (the traced twins), mil (the saved .mlpackage files through the "
+                            "MIL evaluator, on any OS) or coreml (Core ML, macOS only)")
     speak.add_argument("--seed", type=int, default=0, help="seed of the source noise")
     speak.add_argument("--artifacts", default="artifacts", help="where variants are built")
     speak.set_defaults(run=cmd_speak)
+    report = sub.add_parser("report", help="a built variant's verification summary (exit 2 if any failed)")
+    report.add_argument("variant", nargs="?", default="default")
+    report.add_argument("--artifacts", default="artifacts", help="where variants are built")
+    report.set_defaults(run=cmd_report)
     return parser
 
 

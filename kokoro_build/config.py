@@ -305,9 +305,24 @@ class StageConfig(Strict):
         return [(p, dict(self.surgery.options.get(p, {}))) for p in ids]
 
 
+class ParityConfig(Strict):
+    """Minimum PSNR (dB) of each artifact, run by the MIL evaluator, against its torch twin."""
+
+    min_psnr_db: float = 35.0  # fp32 artifacts
+    # fp16 artifacts: every op's output rounded to half. Measured on the default
+    # artifacts: README "Verification" (fp16 lowest: the vocoder body's features).
+    fp16_min_psnr_db: float = 30.0
+    # per output: `name` (any stage) or `stage.name`, which wins
+    outputs: dict[str, float] = {}
+
+
+class AneConfig(Strict):
+    analyzer: Literal["static", "compute-plan"] = "static"  # compute-plan: macOS only
+
+
 class VerifyConfig(Strict):
-    parity: dict[str, float] = Field(default_factory=lambda: {"min_psnr_db": 35.0})
-    ane: dict[str, str] = Field(default_factory=lambda: {"analyzer": "static"})
+    parity: ParityConfig = Field(default_factory=ParityConfig)
+    ane: AneConfig = Field(default_factory=AneConfig)
 
 
 class PipelineConfig(Strict):
@@ -345,6 +360,15 @@ class PipelineConfig(Strict):
 
     def stage_compute_units(self, stage: str) -> str:
         return self.stages[stage].compute_units or self.defaults.compute_units
+
+    def stage_thresholds(self, stage: str) -> dict:
+        """{min_psnr_db: the stage's default by precision, outputs: {name: dB}}."""
+        parity = self.verify.parity
+        default = parity.fp16_min_psnr_db if self.stage_precision(stage) == "fp16" else parity.min_psnr_db
+        outputs = {k: v for k, v in parity.outputs.items() if "." not in k}
+        outputs.update({k.split(".", 1)[1]: v for k, v in parity.outputs.items()
+                        if k.startswith(stage + ".")})
+        return {"min_psnr_db": default, "outputs": outputs}
 
 
 def _islands_have_stages(stages: dict[str, StageConfig]) -> None:

@@ -25,13 +25,18 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
     for stage_name, stage in stages.items():
         artifacts = []
         for sizes, package, traced in stage["artifacts"]:
-            report = json.loads(_report_path(package).read_text())
+            report = json.loads(report_path(package).read_text())
+            verified = json.loads(verify_path(package).read_text())
             artifacts.append({
                 "sizes": sizes, "flexible": report.get("flexible", {}),
                 "package": _rel(package, root), "traced": _rel(traced, root),
                 "sha256": report["sha256"], "bytes": report["bytes"],
                 "inputs": report["inputs"], "outputs": report["outputs"],
                 "precision": report["precision"], "compute_units": report["compute_units"],
+                "verify": {"passed": verified["verify"]["passed"],
+                           "psnr_db": {name: o["psnr_db"] for name, o in verified["verify"]["outputs"].items()}},
+                "ane": {key: verified["ane"][key] for key in ("analyzer", "measured", "op_share",
+                                                               "flop_share", "segments")},
             })
         manifest["stages"][stage_name] = {"kind": stage["kind"], "where": stage.get("where", "graph"),
                                           "options": stage.get("options", {}), "artifacts": artifacts}
@@ -40,9 +45,16 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
           f"-> {Path(out_path).name}", flush=True)
 
 
-def _report_path(package: str) -> Path:
+def report_path(package: str | Path) -> Path:
+    """`<shape>.report.json` beside `<shape>.mlpackage`: what the conversion wrote."""
     path = Path(package)
     return path.with_name(path.name.removesuffix(".mlpackage") + ".report.json")
+
+
+def verify_path(package: str | Path) -> Path:
+    """`<shape>.verify.json`: the conversion report plus parity and ANE verdicts."""
+    path = Path(package)
+    return path.with_name(path.name.removesuffix(".mlpackage") + ".verify.json")
 
 
 def _rel(path: str, root: Path) -> str:

@@ -1,8 +1,9 @@
 """pipeline.yaml -> doit task dicts. Describes work only: no torch/coremltools here.
 
-Per stage and shape, two steps (each a task):
+Per stage and shape, three steps (each a task):
   <stage>:<shape>.export   surgery + trace   -> _work/<stage>/<shape>.traced.pt (+ digest)
   <stage>:<shape>.convert  ct.convert        -> <stage>/<shape>.mlpackage (+ digest, report)
+  <stage>:<shape>.verify   MIL evaluator vs torch twin, ANE analyzer -> <stage>/<shape>.verify.json
 fed by one `weights` task. Each task's `uptodate` watches only the config
 slice it reads, and its `file_dep` lists upstream digests plus the code it runs.
 """
@@ -15,6 +16,7 @@ from typing import Iterator
 from doit.tools import config_changed
 
 from .config import PipelineConfig, StageConfig
+from .manifest import verify_path
 from .package import digest_path, remove_targets
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -32,6 +34,9 @@ WEIGHTS_CODE = ("source/*.py", "source/data/*.json")
 EXPORT_CODE = ("export.py", "stages/*.py", "surgery/*.py", "surgery/passes/*.py",
                "source/kmodel.py", "source/weights.py")
 CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py")
+REPORT_CODE = ("report/*.py", "runtime/*.py", "verify/*.py", "verify/kernels/*.py")
+VERIFY_CODE = ("verify/*.py", "verify/kernels/*.py", "stages/*.py", "report/audio.py", "manifest.py",
+               "source/weights.py")
 
 
 def artifacts_dir(config: PipelineConfig, config_path: str | Path) -> Path:
@@ -101,9 +106,19 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
         "actions": [(_action("kokoro_build.manifest:write_manifest"),
                      [config.name, str(out), str(weights), manifest_stages, str(manifest)])],
         "file_dep": [str(digest_path(weights))] + [str(digest_path(p)) for p in packages] +
-                    code_files("manifest.py"),
+                    [str(verify_path(p)) for p in packages] + code_files("manifest.py"),
         "targets": [str(manifest)],
         "uptodate": [config_changed(manifest_stages)],
+        "clean": [remove_targets],
+    }
+    yield {
+        "basename": "report",
+        "doc": "report.md + report.html: parity, ANE verdicts, one sentence through the chain",
+        "actions": [(_action("kokoro_build.report.variant:write_variant_report"),
+                     [str(out), config.model.voices[0], str(out / "report.md"), str(out / "report.html")])],
+        "file_dep": [str(manifest)] + code_files(*REPORT_CODE),
+        "targets": [str(out / "report.md"), str(out / "report.html")],
+        "uptodate": [config_changed({"voice": config.model.voices[0]})],
         "clean": [remove_targets],
     }
 
@@ -147,6 +162,24 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
             "file_dep": [str(digest_path(traced))] + code_files(*CONVERT_CODE),
             "targets": [str(package), str(report), str(digest_path(package))],
             "uptodate": [config_changed(convert_slice)],
+            "clean": [remove_targets],
+        }
+        verify_slice = {"precision": convert_slice["precision"],
+                        "thresholds": config.stage_thresholds(stage_name),
+                        "analyzer": config.verify.ane.analyzer, "run": export_slice}
+        verified = verify_path(package)
+        yield {
+            "basename": stage_name, "name": f"{label}.verify",
+            "doc": f"run {package.relative_to(out)} with the MIL evaluator against its twin",
+            "actions": [(_action("kokoro_build.verify.task:verify_artifact"),
+                         [str(weights), stage.kind, sizes, passes, voice, point.flexible,
+                          stage.kind_options, str(traced), str(package), convert_slice["precision"],
+                          convert_slice["compute_units"], verify_slice["thresholds"],
+                          verify_slice["analyzer"], str(verified)])],
+            "file_dep": [str(digest_path(package)), str(digest_path(traced)),
+                         str(digest_path(weights))] + code_files(*VERIFY_CODE),
+            "targets": [str(verified)],
+            "uptodate": [config_changed(verify_slice)],
             "clean": [remove_targets],
         }
 

@@ -56,7 +56,27 @@ class CoreMLBackend:
         return self._models[path].predict(feeds)
 
 
-BACKENDS = {"torch": TorchBackend, "coreml": CoreMLBackend}
+class MilBackend:
+    """The .mlpackage files through the MIL evaluator (verify/mil_eval.py): the saved
+    artifacts themselves, on Linux, with fp16 outputs rounded as the programs declare."""
+
+    name = "mil"
+
+    def __init__(self, variant_dir: Path):
+        self.variant_dir = variant_dir
+        self._evaluators: dict[str, object] = {}
+
+    def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..verify.mil_eval import MilEvaluator
+        path = artifact["package"]
+        if path not in self._evaluators:
+            self._evaluators[path] = MilEvaluator(self.variant_dir / path)
+        feeds = {spec["name"]: np.asarray(inputs[spec["name"]]).astype(spec["dtype"])
+                 for spec in artifact["inputs"]}
+        return self._evaluators[path].run(feeds)
+
+
+BACKENDS = {"torch": TorchBackend, "mil": MilBackend, "coreml": CoreMLBackend}
 
 
 def make_backend(name: str, variant_dir: Path):

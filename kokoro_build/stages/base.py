@@ -71,6 +71,11 @@ class StageKind:
         """Fixed-seed, realistic inputs for tracing and parity."""
         raise NotImplementedError
 
+    def parity_view(self, output: str, value):
+        """How an output is compared for parity (PSNR): as it is, unless a kind says
+        otherwise (an angle, for one, is compared on the unit circle)."""
+        return value
+
 
 def register_stage(kind: str):
     def decorate(cls):

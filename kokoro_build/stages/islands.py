@@ -109,6 +109,14 @@ class Noise(Vocoder):
         full = super().example_inputs(sizes, voice_pack, seed)
         return (full[1],) + full[4:]
 
+    def parity_view(self, output, value):
+        """har as the complex spectrum (real, imaginary), not (magnitude, phase): a phase
+        near +-pi flips sign on rounding, and a bin with no energy has any phase."""
+        if output != "har":
+            return value
+        magnitude, phase = value.chunk(2, dim=1)
+        return torch.cat([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=1)
+
 
 @register_stage("tail")
 class Tail(StageKind):

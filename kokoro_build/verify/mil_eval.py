@@ -26,6 +26,11 @@ from .kernels import KERNELS, Args, MilEvalError
 from .stats import ActivationStats
 
 PRECISIONS = ("fp16", "fp32")
+# Ops that only move values: their outputs are already what the program's dtype holds
+# (fp16-exact in, fp16-exact out), so rounding them again is skipped (for speed).
+EXACT_OPS = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "slice_by_index",
+                       "slice_by_size", "concat", "split", "tile", "identity", "gather",
+                       "gather_along_axis", "reverse"})
 
 
 def load_program(package: str | Path):
@@ -44,11 +49,12 @@ def load_program(package: str | Path):
 
 
 class MilEvaluator:
-    def __init__(self, package: str | Path, precision: str = "fp16"):
+    def __init__(self, package: str | Path, precision: str = "fp16", program=None):
+        """Run `package`; `program` (a MIL Program already in memory) skips loading it."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.package, self.precision = Path(package), precision
-        self.program = load_program(package)
+        self.program = program if program is not None else load_program(package)
         self._constants: dict[int, torch.Tensor] = {}  # id(var) -> tensor, built once
 
     @property
@@ -66,8 +72,10 @@ class MilEvaluator:
 
     def run(self, inputs: dict[str, np.ndarray], function: str = "main",
             stats: ActivationStats | None = None,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
-        """Named numpy inputs -> named numpy outputs of `function`."""
+            progress: Callable[[int, int], None] | None = None,
+            shapes: dict | None = None) -> dict[str, np.ndarray]:
+        """Named numpy inputs -> named numpy outputs of `function`. `stats` collects
+        activation statistics; `shapes` (a dict) receives every computed value's shape."""
         if function not in self.program.functions:
             raise MilEvalError(f"{self.package.name}: no function {function!r} "
                                f"(has: {', '.join(self.functions)})")
@@ -82,11 +90,11 @@ class MilEvaluator:
                                    f"{tuple(value.shape)}, the model takes {var.shape}")
             env[name] = self._store(value, var)
         with torch.no_grad():
-            outputs = self._run_block(func, env, stats, progress)
+            outputs = self._run_block(func, env, stats, progress, shapes)
         return {var.name: _to_numpy(value) for var, value in zip(func.outputs, outputs)}
 
     # -- execution -----------------------------------------------------------------
-    def _run_block(self, block, env: dict, stats, progress=None) -> list:
+    def _run_block(self, block, env: dict, stats, progress=None, shapes=None) -> list:
         operations = list(block.operations)
         # Free each value after its last use: holding every intermediate made the
         # 30 s vocoder need tens of GB, and fresh allocations made the ops slow.
@@ -108,10 +116,14 @@ class MilEvaluator:
                 raise MilEvalError(f"{self.package.name}: op {op.name} ({op.op_type}) "
                                    f"failed: {type(err).__name__}: {err}") from err
             results = result if isinstance(result, (tuple, list)) else (result,)
+            exact = op.op_type in EXACT_OPS
             for var, value in zip(op.outputs, results):
-                env[var.name] = self._store(value, var)
+                env[var.name] = value if exact and isinstance(value, torch.Tensor) and \
+                    value.dtype is torch.float32 else self._store(value, var)
                 if stats is not None:
                     stats.record(var.name, op.op_type, env[var.name])
+                if shapes is not None and isinstance(env[var.name], torch.Tensor):
+                    shapes[var.name] = tuple(env[var.name].shape)
             for name in last_use.get(index, ()):
                 if name not in keep:
                     env.pop(name, None)

@@ -70,3 +70,16 @@ def test_chain_matches_monolithic_kokoro(text, chain, monolithic):
         assert np.array_equal(chunk.durations, pred_dur.numpy()), "durations must be identical"
         assert len(chunk.audio) == len(audio), "same length after trim"
         assert mel_correlation(chunk.audio, audio.numpy()) >= 0.999
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", TEXTS[:3], ids=[f"text{i}" for i in range(3)])
+def test_the_saved_artifacts_speak_like_the_torch_chain(text, chain, variant):
+    """`--backend mil`: the .mlpackage files themselves (fp16 and the fp32 islands)
+    through the MIL evaluator, against the torch twins."""
+    from kokoro_build.runtime import Chain
+    saved = Chain(variant, backend="mil", g2p=chain._g2p)
+    reference = chain.speak(text, voice="jf_alpha", seed=3)
+    spoken = saved.speak(text, voice="jf_alpha", seed=3)
+    assert [c.frames for c in spoken.chunks] == [c.frames for c in reference.chunks]
+    assert mel_correlation(spoken.audio, reference.audio) >= 0.99

@@ -18,10 +18,27 @@ def set_valid_frames(module, valid_frames, bucket_frames: int) -> None:
 
 def frames_mask(valid_frames, bucket_frames: int, length: int):
     """[length] bool, True on the valid prefix, for a tensor at any multiple of the
-    frame rate: the padding is (bucket - valid) frames times the rate, and any
-    extra samples (a reflection pad, an STFT's +1 frame) sit on the valid side."""
-    padding = (bucket_frames - valid_frames) * (length // bucket_frames)
-    return torch.arange(length, dtype=valid_frames.dtype) < length - padding
+    frame rate: (bucket - valid) frames times the rate are padding, and any extra
+    samples (a reflection pad, an STFT's +1 frame) sit on the valid side.
+
+    Built per frame, then repeated: in an fp16 program, an index ramp over the
+    144,001 samples of a 30 s bucket would hold integers above 2048 (inexact) and
+    65504 (inf). The MIL evaluator found exactly that in the 1200-frame vocoder."""
+    rate = length // bucket_frames
+    keep = (torch.arange(bucket_frames, dtype=valid_frames.dtype) < valid_frames).to(valid_frames.dtype)
+    keep = (keep[:, None] * torch.ones(1, rate, dtype=keep.dtype)).reshape(-1)
+    extra = length - rate * bucket_frames
+    if extra:
+        keep = torch.cat([torch.ones(extra, dtype=keep.dtype), keep])
+    return keep > 0.5
+
+
+def valid_fraction(valid_frames, bucket_frames: int, length: int):
+    """The share of `length` that frames_mask keeps, without forming the count (a
+    count of samples overflows fp16): valid * rate / length + extra / length."""
+    rate = length // bucket_frames
+    extra = length - rate * bucket_frames
+    return valid_frames * (rate / length) + extra / length
 
 
 def valid_mask(site, length: int):
@@ -30,18 +47,25 @@ def valid_mask(site, length: int):
     return None if valid is None else frames_mask(valid, site.bucket_frames, length)
 
 
+# Centred values are scaled by this before squaring, so that squares stay below fp16's
+# 65504 for |x - mean| up to 4096.
+_VARIANCE_SCALE = 1 / 16
+
+
 def _masked_adain_forward(self, x, s):
-    """AdaIN1d with InstanceNorm statistics over the valid frames; padding output is 0."""
+    """AdaIN1d with InstanceNorm statistics over the valid frames; padding output is 0.
+    fp16-safe: means, not sums (a sum over hundreds of frames overflows fp16, as the
+    MIL evaluator found in the fp16 vocoder), and scaled squares."""
     gamma, beta = self.fc(s)[..., None].chunk(2, dim=1)
     keep = valid_mask(self, x.shape[-1])
     if keep is None:
         return (1 + gamma) * self.norm(x) + beta
     keep = keep.to(x.dtype)
-    count = keep.sum()
-    mean = (x * keep).sum(-1, keepdim=True) / count
-    centred = (x - mean) * keep
-    var = (centred * centred).sum(-1, keepdim=True) / count
-    normed = centred / torch.sqrt(var + self.norm.eps)
+    share = valid_fraction(self.valid_frames, self.bucket_frames, x.shape[-1])
+    mean = (x * keep).mean(-1, keepdim=True) / share
+    scaled = (x - mean) * keep * _VARIANCE_SCALE
+    var = (scaled * scaled).mean(-1, keepdim=True) / share
+    normed = scaled / torch.sqrt(var + self.norm.eps * _VARIANCE_SCALE ** 2)
     normed = normed * self.norm.weight[:, None] + self.norm.bias[:, None]
     return ((1 + gamma) * normed + beta) * keep
 

@@ -1,0 +1,70 @@
+"""A built variant at a glance: every artifact's size, parity and ANE verdict, from
+the manifest and the `<shape>.verify.json` files the verify tasks wrote."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..manifest import load_manifest, verify_path
+
+
+def variant_summary(variant_dir: str | Path) -> dict:
+    root = Path(variant_dir)
+    manifest = load_manifest(root)
+    rows, stages = [], {}
+    for stage_name, stage in manifest["stages"].items():
+        flops = eligible = unknown = 0.0
+        for artifact in stage["artifacts"]:
+            report = json.loads(verify_path(root / artifact["package"]).read_text())
+            verify, ane = report["verify"], report["ane"]
+            worst = min(verify["outputs"].items(), key=lambda kv: kv[1]["psnr_db"] - kv[1]["min_psnr_db"])
+            rows.append({
+                "stage": stage_name, "kind": stage["kind"], "artifact": Path(artifact["package"]).name,
+                "megabytes": artifact["bytes"] / 1e6, "precision": artifact["precision"],
+                "passed": verify["passed"], "worst_output": worst[0], "psnr_db": worst[1]["psnr_db"],
+                "min_psnr_db": worst[1]["min_psnr_db"], "mel_correlation": worst[1].get("mel_correlation"),
+                "op_share": ane["op_share"], "flop_share": ane["flop_share"],
+                "unknown_flop_share": ane.get("unknown_flop_share", 0.0), "segments": ane["segments"],
+                "measured": ane["measured"], "build_seconds": sum(report.get("seconds", {}).values()),
+                "eval_seconds": verify["evaluator"]["seconds"]})
+            flops += ane["flops"]
+            eligible += ane["eligible_flops"]
+            unknown += ane.get("unknown_flop_share", 0.0) * ane["flops"]
+        stages[stage_name] = {"kind": stage["kind"], "artifacts": len(stage["artifacts"]),
+                              "flop_share": eligible / flops if flops else 0.0,
+                              "unknown_flop_share": unknown / flops if flops else 0.0}
+    return {"name": manifest["name"], "weights": manifest["weights"], "artifacts": rows,
+            "stages": stages, "passed": all(r["passed"] for r in rows)}
+
+
+def artifact_table(summary: dict) -> list[list[str]]:
+    """Header + one row per artifact, as text cells."""
+    table = [["stage", "artifact", "MB", "precision", "parity (worst output)", "ANE ops",
+              "ANE FLOPs", "segments"]]
+    for r in summary["artifacts"]:
+        verdict = "pass" if r["passed"] else "FAIL"
+        table.append([r["stage"], r["artifact"], f"{r['megabytes']:.1f}", r["precision"],
+                      f"{verdict}: {r['worst_output']} {r['psnr_db']:.1f} dB (min {r['min_psnr_db']:g})",
+                      f"{r['op_share']:.0%}", f"{r['flop_share']:.0%}" +
+                      (f" (+{r['unknown_flop_share']:.0%} unknown)" if r["unknown_flop_share"] else ""),
+                      str(r["segments"])])
+    return table
+
+
+def format_terminal(summary: dict) -> str:
+    table = artifact_table(summary)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [f"variant {summary['name']}: {'all artifacts verified' if summary['passed'] else 'VERIFY FAILED'}"]
+    for i, row in enumerate(table):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("ANE-eligible FLOPs per stage (static analyzer, predicted): " + ", ".join(
+        f"{name} {stage['flop_share']:.0%}" for name, stage in summary["stages"].items()))
+    return "\n".join(lines)
+
+
+def markdown_table(table: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in table[1:]]
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""doit action: `report.md` and a self-contained `report.html` for a built variant.
+
+The variant speaks one fixed sentence twice: through the torch twins (the reference)
+and through its saved artifacts with the MIL evaluator (what an app would run). The
+report shows both, with the parity and ANE tables of every artifact.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import time
+from pathlib import Path
+
+from ..package import atomic_path, write_json
+from .summary import artifact_table, markdown_table, variant_summary
+
+SENTENCE = "The quick brown fox jumps over the lazy dog, and the report hears every word."
+FIGURES = ("ane", "waveform", "spectrogram")
+
+
+def speak_both(variant_dir: Path, voice: str, text: str = SENTENCE):
+    """(reference audio, chain audio, chain real-time factor) for `text`."""
+    from ..runtime import Chain
+    from ..runtime.text import misaki_g2p
+    g2p = misaki_g2p()
+    reference = Chain(variant_dir, backend="torch", g2p=g2p).speak(text, voice=voice, seed=0)
+    chain = Chain(variant_dir, backend="mil", g2p=g2p).speak(text, voice=voice, seed=0)
+    return reference, chain
+
+
+def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: str) -> None:
+    import soundfile
+
+    from . import plots
+    from .audio import mel_correlation
+
+    root = Path(variant_dir)
+    start = time.time()
+    summary = variant_summary(root)
+    print(f"report {summary['name']}: speaking the report sentence (torch twins, then MIL evaluator)",
+          flush=True)
+    reference, chain = speak_both(root, voice)
+    sample_rate = chain.sample_rate
+    audio = {"mel_correlation": mel_correlation(reference.audio, chain.audio),
+             "seconds": len(chain.audio) / sample_rate,
+             "evaluator_real_time_factor": chain.real_time_factor}
+    figures = {"ane": plots.ane_share_chart(summary["stages"]),
+               "waveform": plots.waveform_chart(reference.audio, chain.audio, sample_rate),
+               "spectrogram": plots.spectrogram_chart(reference.audio, chain.audio)}
+    folder = root / "report"
+    for name, png in figures.items():
+        with atomic_path(folder / f"{name}.png") as tmp:
+            tmp.write_bytes(png)
+    with atomic_path(folder / "sample.wav") as tmp:
+        soundfile.write(str(tmp), chain.audio, sample_rate, format="WAV")
+    write_json(folder / "summary.json", {**summary, "sentence": SENTENCE, "audio": audio})
+    markdown = _markdown(summary, audio)
+    with atomic_path(out_md) as tmp:
+        tmp.write_text(markdown, encoding="utf-8")
+    with atomic_path(out_html) as tmp:
+        tmp.write_text(_html(summary, audio, figures), encoding="utf-8")
+    print(f"report {summary['name']}: log-mel correlation {audio['mel_correlation']:.4f} "
+          f"(reference vs chain) -> {Path(out_md).name}, {Path(out_html).name} "
+          f"in {time.time() - start:.0f} s", flush=True)
+
+
+def _findings(summary: dict, audio: dict) -> list[str]:
+    status = "every artifact passed its parity gate" if summary["passed"] else \
+        "**some artifacts failed their parity gate**"
+    return [
+        f"Verification: {status} (the saved .mlpackage, run by the MIL evaluator on Linux, "
+        "against the torch twin it was converted from).",
+        f"Speech: \"{SENTENCE}\" ({audio['seconds']:.1f} s) through the saved artifacts has log-mel "
+        f"correlation {audio['mel_correlation']:.4f} with the torch twins; the evaluator ran at "
+        f"{audio['evaluator_real_time_factor']:.2f}x real time.",
+        "ANE columns are predicted by the static analyzer (rules with sources in "
+        "kokoro_build/verify/ane_rules.py), not measured on a device.",
+    ]
+
+
+def _markdown(summary: dict, audio: dict) -> str:
+    lines = [f"# Variant `{summary['name']}`", ""] + [f"- {f}" for f in _findings(summary, audio)]
+    lines += ["", "## Artifacts", "", markdown_table(artifact_table(summary)), "",
+              "## ANE-eligible FLOPs per stage", "", "![ANE share](report/ane.png)", "",
+              "## One sentence: reference against the chain", "",
+              "![waveform](report/waveform.png)", "", "![spectrogram](report/spectrogram.png)", "",
+              "Listen: [report/sample.wav](report/sample.wav) (the chain, from the saved artifacts).", "",
+              f"Weights: {summary['weights'].get('provenance', {}).get('note', 'see manifest.json')}", ""]
+    return "\n".join(lines)
+
+
+def _html(summary: dict, audio: dict, figures: dict[str, bytes]) -> str:
+    """One file, images inlined, no scripts or external resources."""
+    def image(name: str, alt: str) -> str:
+        data = base64.b64encode(figures[name]).decode()
+        return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
+
+    table = artifact_table(summary)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
+    body = "".join("<tr>" + "".join(
+        f'<td class="{"fail" if c.startswith("FAIL") else ""}">{html.escape(c)}</td>' for c in row) + "</tr>"
+        for row in table[1:])
+    findings = "".join(f"<li>{html.escape(f).replace('**', '')}</li>" for f in _findings(summary, audio))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>kokoro-build: {html.escape(summary['name'])}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
+th {{ background: #f3f3f3; }} td.fail {{ color: #b00020; font-weight: bold; }}
+img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
+</style></head><body>
+<h1>Variant <code>{html.escape(summary['name'])}</code></h1>
+<ul>{findings}</ul>
+<h2>Artifacts</h2><table><tr>{head}</tr>{body}</table>
+<h2>ANE-eligible FLOPs per stage</h2>{image('ane', 'ANE-eligible FLOP share per stage')}
+<h2>One sentence: reference against the chain</h2>
+{image('waveform', 'waveforms')}{image('spectrogram', 'log-mel spectrograms')}
+<p>Sample: <code>report/sample.wav</code> beside this file.</p>
+</body></html>
+"""

@@ -1,0 +1,101 @@
+"""doit action: check one built artifact with the MIL evaluator and the ANE analyzer.
+
+The saved .mlpackage runs on fixed-seed example inputs and is compared, output by
+output, with its torch twin (the traced module it was converted from). The result,
+with the ANE report and the conversion report, goes to `<shape>.verify.json`; a
+parity failure fails the task after writing it, so the report shows why.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..manifest import report_path
+from ..package import write_json
+
+
+class VerifyError(RuntimeError):
+    pass
+
+
+def run_sizes(stage, sizes: dict[str, int], flexible: dict) -> dict[str, int]:
+    """Where to check an artifact: a bucket at its size; a range at the stage's parity
+    size inside the range (also checking a shape other than the traced one); an
+    enumerated dimension at its smallest listed size."""
+    parity = stage.parity_sizes(sizes)
+    chosen = dict(sizes)
+    for dim, flex in flexible.items():
+        if "range" in flex:
+            low, high = flex["range"]
+            chosen[dim] = min(max(parity.get(dim, sizes[dim]), low), high)
+        else:
+            chosen[dim] = min(flex["enumerated"])
+    return chosen
+
+
+def threshold_for(thresholds: dict, output: str) -> float:
+    return thresholds.get("outputs", {}).get(output, thresholds["min_psnr_db"])
+
+
+def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voice: str,
+                    flexible: dict, options: dict, traced: str, package: str, precision: str,
+                    compute_units: str, thresholds: dict, analyzer: str, out_path: str) -> None:
+    import torch
+
+    from ..report.audio import mel_correlation
+    from ..source.weights import load_weights
+    from ..stages import get_stage_kind
+    from ..surgery.registry import psnr_db
+    from .ane import analyze_package, analyze_program
+    from .mil_eval import MilEvaluator
+
+    label = f"{kind} {Path(package).name}"
+    blob = load_weights(weights_path)
+    ranged = any("range" in f for f in flexible.values())
+    stage = get_stage_kind(kind)(blob["config"], passes, flexible=ranged, options=options)
+    at = run_sizes(stage, sizes, flexible)
+    inputs = stage.example_inputs(at, blob["voices"][voice])
+    names = [spec.name for spec in stage.inputs(at)]
+    print(f"verify {label}: MIL evaluator ({precision}) at {at}", flush=True)
+    start = time.time()
+    evaluator = MilEvaluator(package, precision)
+    shapes: dict = {}
+    evaluated = evaluator.run({n: x.numpy() for n, x in zip(names, inputs)}, shapes=shapes)
+    eval_seconds = time.time() - start
+    start = time.time()
+    with torch.no_grad():
+        reference = torch.jit.load(traced).eval()(*inputs)
+    twin_seconds = time.time() - start
+    reference = reference if isinstance(reference, (tuple, list)) else (reference,)
+    outputs = {}
+    for spec, expected in zip(stage.outputs(at), reference):
+        got = torch.from_numpy(evaluated[spec.name])
+        psnr, max_abs = psnr_db(stage.parity_view(spec.name, expected), stage.parity_view(spec.name, got))
+        need = threshold_for(thresholds, spec.name)
+        entry = {"psnr_db": psnr, "max_abs_err": max_abs, "min_psnr_db": need,
+                 "finite": bool(torch.isfinite(got).all()), "passed": psnr >= need}
+        if spec.name == "audio":
+            entry["mel_correlation"] = mel_correlation(expected.reshape(-1).numpy(), got.reshape(-1).numpy())
+        outputs[spec.name] = entry
+        print(f"  {spec.name}: {psnr:.1f} dB (min {need:g}), max |err| {max_abs:.3g}", flush=True)
+    if analyzer == "static":
+        ane = analyze_program(evaluator.program, shapes=shapes)
+    else:
+        ane = analyze_package(package, analyzer, compute_units)
+    print(f"  ANE ({ane['analyzer']}): {ane['op_share']:.0%} of ops, {ane['flop_share']:.0%} of FLOPs "
+          f"eligible, {ane['segments']} segments", flush=True)
+    convert_report = json.loads(report_path(package).read_text())
+    passed = all(o["passed"] for o in outputs.values())
+    write_json(out_path, {
+        **convert_report, "verify": {
+            "passed": passed, "sizes": at, "outputs": outputs,
+            "evaluator": {"precision": precision, "seconds": round(eval_seconds, 2)},
+            "twin_seconds": round(twin_seconds, 2)},
+        "ane": ane})
+    if not passed:
+        failed = [f"{name} {o['psnr_db']:.1f} dB < {o['min_psnr_db']:g}"
+                  for name, o in outputs.items() if not o["passed"]]
+        raise VerifyError(f"{package}: the saved artifact doesn't match its torch twin: "
+                          f"{'; '.join(failed)} (report: {out_path})")
+    print(f"verify {label}: passed in {eval_seconds + twin_seconds:.0f} s", flush=True)

@@ -1,0 +1,94 @@
+"""Verification end to end on the small random-weight Kokoro: every artifact of a build
+passes the MIL evaluator's parity gate, every op it holds has a kernel, and a
+deliberately broken package fails its verify task."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
+PIPELINE = f"""\
+version: 1
+name: tiny-verify
+model:
+  source: {{random_seed: 0, config: {TINY}}}
+  voices: [test_voice]
+stages:
+  duration:
+    kind: duration
+    shapes: {{tokens: {{range: [2, 64]}}}}
+  prosody: {{kind: prosody, shapes: {{frames: {{buckets: [24]}}}}}}
+  noise: {{kind: noise, precision: fp32, shapes: {{frames: {{buckets: [24]}}}}}}
+  vocoder: {{kind: vocoder, islands: [noise, tail], shapes: {{frames: {{buckets: [24]}}}}}}
+  tail: {{kind: tail, precision: fp32, shapes: {{frames: {{buckets: [24]}}}}}}
+"""
+
+
+def _doit(config: Path, *args: str):
+    return subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), *args,
+                           f"config={config}"], cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("verify")
+    config = tmp / "pipeline.yaml"
+    config.write_text(PIPELINE)
+    result = _doit(config)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return config, tmp / "artifacts" / "tiny-verify"
+
+
+@pytest.mark.slow
+def test_every_artifact_is_verified_and_reported(built):
+    _, variant = built
+    manifest = json.loads((variant / "manifest.json").read_text())
+    artifacts = [a for stage in manifest["stages"].values() for a in stage["artifacts"]]
+    assert len(artifacts) == 5 and all(a["verify"]["passed"] for a in artifacts)
+    vocoder = json.loads((variant / "vocoder" / "frames_24.verify.json").read_text())
+    assert vocoder["verify"]["outputs"]["features"]["psnr_db"] >= 30
+    assert 0 < vocoder["ane"]["flop_share"] <= 1 and vocoder["ane"]["segments"] >= 1
+    assert vocoder["op_census"] and vocoder["passes"]  # the conversion report is merged in
+    assert (variant / "report.md").is_file() and (variant / "report" / "sample.wav").is_file()
+    from kokoro_build.cli import main
+    assert main(["report", "tiny-verify", "--artifacts", str(variant.parent)]) == 0
+
+
+@pytest.mark.slow
+def test_every_op_type_of_the_build_has_a_kernel(built):
+    from kokoro_build.verify.mil_eval import MilEvaluator
+    _, variant = built
+    for package in sorted(variant.glob("*/*.mlpackage")):
+        assert MilEvaluator(package).missing_kernels() == set(), package
+
+
+@pytest.mark.slow
+def test_a_broken_package_fails_its_verify_task(built, tmp_path):
+    """Negate one conv weight of the prosody twin, convert that, put it in place of the
+    package: the next build's verify task must fail and say why."""
+    import torch
+    from kokoro_build.convert import convert_stage
+    from kokoro_build.package import digest_path
+
+    config, variant = built
+    traced = variant / "_work" / "prosody" / "frames_24.traced.pt"
+    module = torch.jit.load(str(traced))
+    name, weight = next((n, p) for n, p in module.named_parameters() if p.dim() == 3)
+    with torch.no_grad():
+        weight.neg_()  # the kind of silent damage a bad conversion could do
+    broken = tmp_path / "broken.traced.pt"
+    torch.jit.save(module, str(broken))
+    shutil.copy(digest_path(traced), digest_path(broken))
+    package = variant / "prosody" / "frames_24.mlpackage"
+    convert_stage(str(broken), "fp16", "cpu_and_ne", "iOS17", str(package),
+                  str(variant / "prosody" / "frames_24.report.json"))
+    result = _doit(config)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-2000:]
+    assert "prosody:frames_24.verify" in output and "doesn't match its torch twin" in output, output[-3000:]
+    report = json.loads((variant / "prosody" / "frames_24.verify.json").read_text())
+    assert report["verify"]["passed"] is False
