@@ -6,7 +6,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 CONFIG ?= pipeline.yaml
 
-.PHONY: build test test-fast clean-venv
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: build test test-fast clean-venv chromium
 
 $(VENV)/.runtime: requirements/lock.txt requirements/nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +21,16 @@ $(VENV)/.test: $(VENV)/.runtime requirements/test.txt
 	$(PIP) install -r requirements/test.txt
 	touch $@
 
+# The report test renders report.html in headless Chromium (Debian's package).
+chromium:
+	@test -x $(CHROMIUM) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "make test needs $(CHROMIUM): install Debian's chromium package (as root: apt-get install chromium)"; exit 1; }
+
 build: $(VENV)/.runtime
 	$(VENV)/bin/doit config=$(CONFIG)
 
-test: $(VENV)/.test
+test: $(VENV)/.test chromium
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.test

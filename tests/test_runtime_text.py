@@ -30,7 +30,7 @@ def test_speakable_drops_symbols_outside_the_vocab():
 
 
 def test_backends_by_name(tmp_path):
-    with pytest.raises(BackendError, match="unknown backend 'tflite'; known: torch, coreml"):
+    with pytest.raises(BackendError, match="unknown backend 'tflite'; known: torch, mil, coreml"):
         make_backend("tflite", tmp_path)
     import platform
     if platform.system() != "Darwin":

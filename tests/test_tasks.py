@@ -20,14 +20,32 @@ def tasks_by_name(config_path):
             for t in generate_tasks(config, config_path)}
 
 
-def test_default_graph_has_one_export_and_convert_per_bucket():
+def test_default_graph_has_one_export_convert_and_verify_per_bucket():
     names = set(tasks_by_name(ROOT / "pipeline.yaml"))
-    expected = {"weights", "vocoder", "duration", "prosody", "manifest"}
+    stages = ("prosody", "noise", "vocoder", "tail")
+    expected = {"weights", "duration", *stages, "manifest", "report"}
     for frames in (120, 200, 400, 1200):
-        for stage in ("prosody", "vocoder"):
-            expected |= {f"{stage}:frames_{frames}.export", f"{stage}:frames_{frames}.convert"}
-    expected |= {"duration:tokens_range.export", "duration:tokens_range.convert"}
+        for stage in stages:
+            expected |= {f"{stage}:frames_{frames}.{step}" for step in ("export", "convert", "verify")}
+    expected |= {f"duration:tokens_range.{step}" for step in ("export", "convert", "verify")}
     assert names == expected
+
+
+def test_verify_tasks_gate_by_precision_and_output(tmp_path):
+    text = (ROOT / "pipeline.yaml").read_text().replace(
+        "verify: {parity: {min_psnr_db: 35}, ane: {analyzer: static}}",
+        "verify: {parity: {min_psnr_db: 40, fp16_min_psnr_db: 28, outputs: {f0: 25, tail.audio: 50}}}")
+    config = tmp_path / "p.yaml"
+    config.write_text(text)
+    tasks = tasks_by_name(config)
+
+    def thresholds(name):
+        return tasks[name]["actions"][0][1][11]
+    assert thresholds("prosody:frames_120.verify") == {"min_psnr_db": 28, "outputs": {"f0": 25}}
+    assert thresholds("tail:frames_120.verify") == {"min_psnr_db": 40, "outputs": {"f0": 25, "audio": 50}}
+    verify = tasks["vocoder:frames_120.verify"]
+    assert any(dep.endswith("frames_120.digest.json") for dep in verify["file_dep"])
+    assert any(t.endswith("frames_120.verify.json") for t in verify["targets"])
 
 
 def test_config_slices_are_per_bucket(tmp_path):

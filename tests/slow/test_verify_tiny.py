@@ -92,3 +92,26 @@ def test_a_broken_package_fails_its_verify_task(built, tmp_path):
     assert "prosody:frames_24.verify" in output and "doesn't match its torch twin" in output, output[-3000:]
     report = json.loads((variant / "prosody" / "frames_24.verify.json").read_text())
     assert report["verify"]["passed"] is False
+
+
+@pytest.mark.slow
+def test_the_html_report_renders_in_headless_chromium(built, tmp_path):
+    """The self-contained report.html, rendered by Debian's Chromium to a PNG: it shows
+    the artifact table and the plots (the page is long and not blank)."""
+    from PIL import Image
+    _, variant = built
+    page = variant / "report.html"
+    assert "data:image/png;base64," in page.read_text() and "<table>" in page.read_text()
+    shot = tmp_path / "report.png"
+    result = subprocess.run(
+        ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+         "--window-size=1200,2600", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), result.stderr[-2000:]
+    image = Image.open(shot).convert("L")
+    assert image.size == (1200, 2600)
+    colours = image.getcolors(maxcolors=1 << 16) or []
+    assert len(colours) > 50, "a rendered table and plots have many grey levels; a blank page has one"
+    shutil.copy(shot, variant / "report" / "rendered.png")  # to look at by hand

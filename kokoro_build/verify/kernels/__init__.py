@@ -35,6 +35,7 @@ class Args:
     def __init__(self, op, resolve: Callable, evaluator=None, scope: dict | None = None):
         self.op, self._resolve, self.evaluator = op, resolve, evaluator
         self.scope = scope if scope is not None else {}  # the values computed so far, by name
+        self.read: list = []  # every value handed to the kernel (to tell its outputs apart)
 
     def has(self, name: str) -> bool:
         return self.op.inputs.get(name) is not None
@@ -43,9 +44,9 @@ class Args:
         var = self.op.inputs.get(name)
         if var is None:
             raise MilEvalError(f"op {self.op.name} ({self.op.op_type}) has no input {name!r}")
-        if isinstance(var, (list, tuple)):
-            return [self._resolve(v) for v in var]
-        return self._resolve(var)
+        values = [self._resolve(v) for v in var] if isinstance(var, (list, tuple)) else [self._resolve(var)]
+        self.read += values
+        return values if isinstance(var, (list, tuple)) else values[0]
 
     def get(self, name: str, default=None):
         return self[name] if self.has(name) else default

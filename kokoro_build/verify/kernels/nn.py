@@ -103,12 +103,7 @@ def instance_norm(op, a):
     mean = x.mean(dims, keepdim=True)
     var = ((x - mean) ** 2).mean(dims, keepdim=True)
     out = (x - mean) / torch.sqrt(var + a.float("epsilon", 1e-5))
-    shape = (1, -1) + (1,) * len(dims)
-    if a.has("gamma"):
-        out = out * a.tensor("gamma").reshape(shape)
-    if a.has("beta"):
-        out = out + a.tensor("beta").reshape(shape)
-    return out
+    return _scale_shift(a, out, (1, -1) + (1,) * len(dims))
 
 
 @kernel("layer_norm")
@@ -119,12 +114,7 @@ def layer_norm(op, a):
     mean = x.mean(dims, keepdim=True)
     var = ((x - mean) ** 2).mean(dims, keepdim=True)
     out = (x - mean) / torch.sqrt(var + a.float("epsilon", 1e-5))
-    shape = [x.shape[d] if d in dims else 1 for d in range(x.dim())]
-    if a.has("gamma"):
-        out = out * a.tensor("gamma").reshape(shape)
-    if a.has("beta"):
-        out = out + a.tensor("beta").reshape(shape)
-    return out
+    return _scale_shift(a, out, [x.shape[d] if d in dims else 1 for d in range(x.dim())])
 
 
 @kernel("batch_norm")
@@ -133,6 +123,11 @@ def batch_norm(op, a):
     shape = (1, -1) + (1,) * (x.dim() - 2)
     out = (x - a.tensor("mean").reshape(shape)) / torch.sqrt(
         a.tensor("variance").reshape(shape) + a.float("epsilon", 1e-5))
+    return _scale_shift(a, out, shape)
+
+
+def _scale_shift(a, out, shape):
+    """A normalization's optional gamma and beta, shaped to broadcast."""
     if a.has("gamma"):
         out = out * a.tensor("gamma").reshape(shape)
     if a.has("beta"):
