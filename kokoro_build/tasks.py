@@ -26,7 +26,7 @@ LOCK_FILES = [PACKAGE_DIR.parent / "requirements" / n for n in ("lock.txt", "nod
 def code_files(*patterns: str) -> list[str]:
     """Source files (globs relative to kokoro_build/) a step runs, plus the dependency pins."""
     files = {p for pattern in patterns for p in PACKAGE_DIR.glob(pattern) if p.is_file()}
-    files |= {PACKAGE_DIR / "package.py"} | {p for p in LOCK_FILES if p.exists()}
+    files |= {PACKAGE_DIR / "package.py", PACKAGE_DIR / "memory.py"} | {p for p in LOCK_FILES if p.exists()}
     return sorted(str(p) for p in files)
 
 
@@ -190,6 +190,9 @@ def _action(target: str):
 
     def run(*args):
         import importlib
+
+        from .memory import map_large_buffers
+        map_large_buffers()  # before the first big tensor: see memory.py
         getattr(importlib.import_module(module_name), func_name)(*args)
     run.__name__ = func_name
     return run

@@ -15,8 +15,6 @@ Precision:
 """
 from __future__ import annotations
 
-import ctypes
-import functools
 import time
 from pathlib import Path
 from typing import Callable
@@ -24,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..memory import map_large_buffers
 from .kernels import KERNELS, Args, MilEvalError
 from .stats import ActivationStats
 
@@ -33,18 +32,6 @@ PRECISIONS = ("fp16", "fp32")
 EXACT_OPS = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "slice_by_index",
                        "slice_by_size", "concat", "split", "tile", "identity", "gather",
                        "gather_along_axis", "reverse"})
-
-
-@functools.cache
-def _map_large_buffers() -> None:
-    """Serve allocations of 4 MB and more with mmap, returned to the OS when freed.
-    glibc's default threshold adapts upwards and then keeps freed activations on its
-    heap: the 10 s vocoder peaked at 15 GB and ran 2.4x slower (measured here);
-    with 4 MB, 1.4 GB. Linux/glibc only; elsewhere nothing changes."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 4 << 20)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 def load_program(package: str | Path):
@@ -67,7 +54,7 @@ class MilEvaluator:
         """Run `package`; `program` (a MIL Program already in memory) skips loading it."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        _map_large_buffers()
+        map_large_buffers()
         self.package, self.precision = Path(package), precision
         self.program = program if program is not None else load_program(package)
         self._constants: dict[int, torch.Tensor] = {}  # id(var) -> tensor, built once
