@@ -23,7 +23,7 @@ def _png(plt, fig) -> bytes:
 
 def ane_share_chart(stages: dict) -> bytes:
     """Stacked bars per stage: eligible, unknown, and the rest of the estimated FLOPs."""
-    plt, fig = _figure(8, 2.8)
+    plt, fig = _figure(8, 3.2)
     ax = fig.add_subplot()
     names = list(stages)
     eligible = np.array([stages[n]["flop_share"] for n in names]) * 100
@@ -34,7 +34,7 @@ def ane_share_chart(stages: dict) -> bytes:
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of estimated FLOPs (static analyzer)")
     ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8, frameon=False)
     return _png(plt, fig)
 
 

@@ -39,40 +39,45 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     summary = variant_summary(root)
     print(f"report {summary['name']}: speaking the report sentence (torch twins, then MIL evaluator)",
           flush=True)
-    reference, chain = speak_both(root, voice)
-    sample_rate = chain.sample_rate
-    audio = {"mel_correlation": mel_correlation(reference.audio, chain.audio),
-             "seconds": len(chain.audio) / sample_rate,
-             "evaluator_real_time_factor": chain.real_time_factor}
-    figures = {"ane": plots.ane_share_chart(summary["stages"]),
-               "waveform": plots.waveform_chart(reference.audio, chain.audio, sample_rate),
-               "spectrogram": plots.spectrogram_chart(reference.audio, chain.audio)}
+    figures = {"ane": plots.ane_share_chart(summary["stages"])}
     folder = root / "report"
+    try:
+        reference, chain = speak_both(root, voice)
+    except ValueError as error:  # ChainError: a variant that can't speak this sentence
+        audio = {"error": str(error)}
+        print(f"report {summary['name']}: no speech section: {error}", flush=True)
+    else:
+        sample_rate = chain.sample_rate
+        audio = {"mel_correlation": mel_correlation(reference.audio, chain.audio),
+                 "seconds": len(chain.audio) / sample_rate,
+                 "evaluator_real_time_factor": chain.real_time_factor}
+        figures["waveform"] = plots.waveform_chart(reference.audio, chain.audio, sample_rate)
+        figures["spectrogram"] = plots.spectrogram_chart(reference.audio, chain.audio)
+        with atomic_path(folder / "sample.wav") as tmp:
+            soundfile.write(str(tmp), chain.audio, sample_rate, format="WAV")
     for name, png in figures.items():
         with atomic_path(folder / f"{name}.png") as tmp:
             tmp.write_bytes(png)
-    with atomic_path(folder / "sample.wav") as tmp:
-        soundfile.write(str(tmp), chain.audio, sample_rate, format="WAV")
     write_json(folder / "summary.json", {**summary, "sentence": SENTENCE, "audio": audio})
     markdown = _markdown(summary, audio)
     with atomic_path(out_md) as tmp:
         tmp.write_text(markdown, encoding="utf-8")
     with atomic_path(out_html) as tmp:
         tmp.write_text(_html(summary, audio, figures), encoding="utf-8")
-    print(f"report {summary['name']}: log-mel correlation {audio['mel_correlation']:.4f} "
-          f"(reference vs chain) -> {Path(out_md).name}, {Path(out_html).name} "
+    print(f"report {summary['name']}: -> {Path(out_md).name}, {Path(out_html).name} "
           f"in {time.time() - start:.0f} s", flush=True)
 
 
 def _findings(summary: dict, audio: dict) -> list[str]:
     status = "every artifact passed its parity gate" if summary["passed"] else \
         "**some artifacts failed their parity gate**"
+    speech = (f"Speech: could not speak the report sentence: {audio['error']}" if "error" in audio else
+              f"Speech: \"{SENTENCE}\" ({audio['seconds']:.1f} s) through the saved artifacts has "
+              f"log-mel correlation {audio['mel_correlation']:.4f} with the torch twins; the "
+              f"evaluator ran at {audio['evaluator_real_time_factor']:.2f}x real time.")
     return [
         f"Verification: {status} (the saved .mlpackage, run by the MIL evaluator on Linux, "
-        "against the torch twin it was converted from).",
-        f"Speech: \"{SENTENCE}\" ({audio['seconds']:.1f} s) through the saved artifacts has log-mel "
-        f"correlation {audio['mel_correlation']:.4f} with the torch twins; the evaluator ran at "
-        f"{audio['evaluator_real_time_factor']:.2f}x real time.",
+        "against the torch twin it was converted from).", speech,
         "ANE columns are predicted by the static analyzer (rules with sources in "
         "kokoro_build/verify/ane_rules.py), not measured on a device.",
     ]
@@ -81,11 +86,12 @@ def _findings(summary: dict, audio: dict) -> list[str]:
 def _markdown(summary: dict, audio: dict) -> str:
     lines = [f"# Variant `{summary['name']}`", ""] + [f"- {f}" for f in _findings(summary, audio)]
     lines += ["", "## Artifacts", "", markdown_table(artifact_table(summary)), "",
-              "## ANE-eligible FLOPs per stage", "", "![ANE share](report/ane.png)", "",
-              "## One sentence: reference against the chain", "",
-              "![waveform](report/waveform.png)", "", "![spectrogram](report/spectrogram.png)", "",
-              "Listen: [report/sample.wav](report/sample.wav) (the chain, from the saved artifacts).", "",
-              f"Weights: {summary['weights'].get('provenance', {}).get('note', 'see manifest.json')}", ""]
+              "## ANE-eligible FLOPs per stage", "", "![ANE share](report/ane.png)", ""]
+    if "error" not in audio:
+        lines += ["## One sentence: reference against the chain", "",
+                  "![waveform](report/waveform.png)", "", "![spectrogram](report/spectrogram.png)", "",
+                  "Listen: [report/sample.wav](report/sample.wav) (the chain, from the saved artifacts).", ""]
+    lines += [f"Weights: {summary['weights'].get('provenance', {}).get('note', 'see manifest.json')}", ""]
     return "\n".join(lines)
 
 
@@ -100,6 +106,10 @@ def _html(summary: dict, audio: dict, figures: dict[str, bytes]) -> str:
     body = "".join("<tr>" + "".join(
         f'<td class="{"fail" if c.startswith("FAIL") else ""}">{html.escape(c)}</td>' for c in row) + "</tr>"
         for row in table[1:])
+    speech = "" if "waveform" not in figures else (
+        "<h2>One sentence: reference against the chain</h2>" + image("waveform", "waveforms") +
+        image("spectrogram", "log-mel spectrograms") +
+        "<p>Sample: <code>report/sample.wav</code> beside this file.</p>")
     findings = "".join(f"<li>{html.escape(f).replace('**', '')}</li>" for f in _findings(summary, audio))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>kokoro-build: {html.escape(summary['name'])}</title>
@@ -114,8 +124,6 @@ img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
 <ul>{findings}</ul>
 <h2>Artifacts</h2><table><tr>{head}</tr>{body}</table>
 <h2>ANE-eligible FLOPs per stage</h2>{image('ane', 'ANE-eligible FLOP share per stage')}
-<h2>One sentence: reference against the chain</h2>
-{image('waveform', 'waveforms')}{image('spectrogram', 'log-mel spectrograms')}
-<p>Sample: <code>report/sample.wav</code> beside this file.</p>
+{speech}
 </body></html>
 """

@@ -38,7 +38,11 @@ def variant(tmp_path_factory):
     result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"),
                              f"config={tmp / 'pipeline.yaml'}"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return tmp / "artifacts" / "chain"
+    variant = tmp / "artifacts" / "chain"
+    summary = __import__("json").loads((variant / "report" / "summary.json").read_text())
+    assert summary["passed"] and summary["audio"]["mel_correlation"] >= 0.99, summary["audio"]
+    assert (variant / "report" / "sample.wav").is_file()
+    return variant
 
 
 @pytest.fixture(scope="module")
