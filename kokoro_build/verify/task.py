@@ -56,8 +56,7 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
 
     label = f"{kind} {Path(package).name}"
     blob = load_weights(weights_path)
-    ranged = any("range" in f for f in flexible.values())
-    stage = get_stage_kind(kind)(blob["config"], passes, flexible=ranged, options=options)
+    stage = get_stage_kind(kind)(blob["config"], passes, flexible=bool(flexible), options=options)
     at = run_sizes(stage, sizes, flexible)
     inputs = stage.example_inputs(at, blob["voices"][voice])
     names = [spec.name for spec in stage.inputs(at)]

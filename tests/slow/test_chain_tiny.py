@@ -56,6 +56,14 @@ def _build(tmp_path_factory, text: str, name: str):
     return Chain(tmp / "artifacts" / name, backend="torch")
 
 
+def _every_op_has_a_kernel(chain) -> None:
+    from kokoro_build.verify.mil_eval import MilEvaluator
+    for stage in chain.stages.values():
+        for artifact in stage["artifacts"]:
+            package = chain.variant_dir / artifact["package"]
+            assert MilEvaluator(package).missing_kernels() == set(), package
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     return _build(tmp_path_factory, PIPELINE, "tiny-chain")
@@ -65,6 +73,8 @@ def chain(tmp_path_factory):
 def test_the_fused_synthesizer_speaks_like_the_split_chain(chain, tmp_path_factory):
     from kokoro_build.report.audio import mel_correlation
     fused = _build(tmp_path_factory, FUSED, "tiny-fused")
+    _every_op_has_a_kernel(fused)  # the synthesizer
+    _every_op_has_a_kernel(chain)  # token buckets, the alignment stage
     text = "The committee met on Tuesday to discuss the budget."
     lines = []
     split = chain.speak(text, voice="test_voice", seed=5)
@@ -79,6 +89,7 @@ def test_the_fused_synthesizer_speaks_like_the_split_chain(chain, tmp_path_facto
 @pytest.mark.slow
 def test_the_islands_chain_speaks_like_the_whole_vocoder(chain, tmp_path_factory):
     islands = _build(tmp_path_factory, ISLANDS, "tiny-islands")
+    _every_op_has_a_kernel(islands)
     assert islands.manifest["stages"]["vocoder"]["options"] == {"islands": ["noise", "tail"]}
     assert islands.manifest["stages"]["noise"]["artifacts"][0]["precision"] == "fp32"
     text = "The committee met on Tuesday."

@@ -83,3 +83,13 @@ def test_duration_report_and_ops(built):
     assert {"lstm", "softmax", "layer_norm"} <= ops
     assert not _banned(ops), _banned(ops)
     assert 20e6 < report["bytes"] < 60e6  # fp16 PL-BERT + encoders: ~39 MB
+
+
+@pytest.mark.slow
+def test_every_real_artifact_runs_in_the_evaluator_and_passed_its_gate(built):
+    from kokoro_build.verify.mil_eval import MilEvaluator
+    manifest = json.loads((built / "manifest.json").read_text())
+    for stage in manifest["stages"].values():
+        for artifact in stage["artifacts"]:
+            assert MilEvaluator(built / artifact["package"]).missing_kernels() == set(), artifact["package"]
+            assert artifact["verify"]["passed"], artifact
