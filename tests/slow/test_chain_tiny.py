@@ -16,6 +16,9 @@ name: tiny-chain
 model:
   source: {{random_seed: 0, config: {TINY}}}
   voices: [test_voice]
+# fp32: these tests are about the chain; a whole fp16 vocoder fails its parity gate
+# (the harmonic source in fp16, README "Verification"), and test_verify_tiny covers fp16.
+defaults: {{precision: fp32}}
 stages:
   duration:
     kind: duration

@@ -15,6 +15,12 @@ name: tiny
 model:
   source: {{random_seed: 0, config: {TINY}}}
   voices: [test_voice]
+# This test is about staleness. fp32: a whole vocoder in fp16 fails its parity gate (the
+# harmonic source in fp16, README "Verification"). 20 dB: in the random-weight model's
+# source STFT, phases of bins near the atan2 branch cut flip between +pi and -pi with
+# rounding, and the whole vocoder reads them raw (33.7 dB at 16 frames, 93 dB at 8).
+defaults: {{precision: fp32}}
+verify: {{parity: {{min_psnr_db: 20}}}}
 stages:
   vocoder:
     kind: vocoder
@@ -40,7 +46,9 @@ def test_build_noop_rebuild_one_bucket_list_and_clean(tmp_path):
     out = tmp_path / "artifacts" / "tiny"
 
     assert ran(doit(config)) == ["weights", "vocoder:frames_8.export", "vocoder:frames_8.convert",
-                                 "vocoder:frames_16.export", "vocoder:frames_16.convert", "manifest"]
+                                 "vocoder:frames_8.verify", "vocoder:frames_16.export",
+                                 "vocoder:frames_16.convert", "vocoder:frames_16.verify",
+                                 "manifest", "report"]
     for frames in (8, 16):
         assert (out / "vocoder" / f"frames_{frames}.mlpackage" / "Manifest.json").is_file()
         report = json.loads((out / "vocoder" / f"frames_{frames}.report.json").read_text())
@@ -61,7 +69,8 @@ def test_build_noop_rebuild_one_bucket_list_and_clean(tmp_path):
 
     config.write_text(PIPELINE.replace("[8, 16]", "[8, 24]"))
     before = (out / "vocoder" / "frames_8.digest.json").stat().st_mtime_ns
-    assert ran(doit(config)) == ["vocoder:frames_24.export", "vocoder:frames_24.convert", "manifest"]
+    assert ran(doit(config)) == ["vocoder:frames_24.export", "vocoder:frames_24.convert",
+                                 "vocoder:frames_24.verify", "manifest", "report"]
     assert (out / "vocoder" / "frames_8.digest.json").stat().st_mtime_ns == before
 
     listing = doit(config, "list", "--all")
@@ -80,4 +89,5 @@ def test_invalid_config_stops_doit_with_a_located_message(tmp_path):
     config.write_text(PIPELINE.replace("[8, 16]", "[16, 8]"))
     result = doit(config)
     assert result.returncode != 0
-    assert f"{config}:9: stages.vocoder.shapes.frames.buckets: must be strictly increasing" in result.stderr
+    line = 1 + next(i for i, text in enumerate(PIPELINE.splitlines()) if "buckets" in text)
+    assert f"{config}:{line}: stages.vocoder.shapes.frames.buckets: must be strictly increasing" in result.stderr

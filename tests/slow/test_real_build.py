@@ -41,21 +41,40 @@ def test_weights_provenance(built):
 
 @pytest.mark.slow
 def test_vocoder_report_and_ops(built):
+    """The default vocoder is the fp16 body between its fp32 islands: it takes the noise
+    stage's source spectrum `har` and gives the tail stage its `features`."""
     report = json.loads((built / "vocoder" / "frames_120.report.json").read_text())
-    assert report["outputs"][0] == {"name": "audio", "shape": [1, 72000], "dtype": "float32"}
+    assert report["outputs"][0] == {"name": "features", "shape": [1, 128, 14401], "dtype": "float32"}
     assert report["precision"] == "fp16" and report["deployment"] == "iOS17"
     passes = {p["id"]: p for p in report["passes"]}
     assert passes["kokoro::fold_weight_norm"]["sites"] > 50
-    assert passes["kokoro::deterministic_noise"]["options"] == {"mode": "input"}
     assert all(p["step_psnr_db"] >= p["min_psnr_db"] for p in passes.values())
     names = [i["name"] for i in report["inputs"]]
-    assert names == ["asr", "f0", "n", "style", "phase_init", "source_noise", "valid_frames"]
-    assert report["inputs"][-2]["shape"] == [1, 9, 72000]
+    assert names == ["asr", "f0", "n", "style", "har", "valid_frames"]
+    assert report["inputs"][-2]["shape"] == [1, 22, 14401]
     ops = set(report["op_census"])
-    assert {"conv", "conv_transpose", "atan", "reduce_sum"} <= ops  # AdaIN: masked statistics
+    assert {"conv", "conv_transpose", "reduce_mean"} <= ops  # AdaIN: masked (scaled) means
+    assert not {"atan", "cumsum", "cos"} & ops, "the source and the iSTFT are in the islands"
     assert not _banned(ops), _banned(ops)
-    assert "gather" not in ops  # ConvSTFT's edge bins are slices
+    assert "gather" not in ops
     assert 60e6 < report["bytes"] < 140e6  # fp16 decoder: ~100 MB
+
+
+@pytest.mark.slow
+def test_islands_report_and_ops(built):
+    noise = json.loads((built / "noise" / "frames_120.report.json").read_text())
+    assert noise["precision"] == "fp32"
+    assert [i["name"] for i in noise["inputs"]] == ["f0", "phase_init", "source_noise", "valid_frames"]
+    assert noise["inputs"][2]["shape"] == [1, 9, 72000]
+    assert {"cumsum", "sin", "atan"} <= set(noise["op_census"])  # SineGen, ConvSTFT's phase
+    passes = {p["id"]: p for p in noise["passes"]}
+    assert passes["kokoro::deterministic_noise"]["options"] == {"mode": "input"}
+    tail = json.loads((built / "tail" / "frames_120.report.json").read_text())
+    assert tail["precision"] == "fp32"
+    assert tail["outputs"][0] == {"name": "audio", "shape": [1, 72000], "dtype": "float32"}
+    for report in (noise, tail):
+        assert not _banned(report["op_census"]), _banned(report["op_census"])
+        assert "gather" not in report["op_census"]  # ConvSTFT's edge bins are slices
 
 
 @pytest.mark.slow
