@@ -38,7 +38,7 @@ def main() -> None:
 
     import torch
 
-    from kokoro_build.report.audio import mel_correlation
+    from kokoro_build.verify.audio import mel_correlation
     from kokoro_build.runtime import Chain
     from kokoro_build.runtime.text import misaki_g2p, speakable
     from kokoro_build.source.kmodel import build_kmodel

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .config import ConfigError, load_config
@@ -49,6 +50,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .report.summary import format_terminal, variant_summary
+    from .report.variant import speech_finding
 
     variant_dir = Path(args.artifacts) / args.variant
     try:
@@ -58,10 +60,14 @@ def cmd_report(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(format_terminal(summary))
+    spoken = variant_dir / "report" / "summary.json"  # written by the report task
+    audio = json.loads(spoken.read_text()).get("audio", {}) if spoken.is_file() else {}
+    if audio:
+        print(speech_finding(audio).replace("**", ""))
     for name in ("report.md", "report.html"):
         if (variant_dir / name).is_file():
             print(f"full report: {variant_dir / name}")
-    return 0 if summary["passed"] else 2
+    return 0 if summary["passed"] and not audio.get("failures") else 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--seed", type=int, default=0, help="seed of the source noise")
     speak.add_argument("--artifacts", default="artifacts", help="where variants are built")
     speak.set_defaults(run=cmd_speak)
-    report = sub.add_parser("report", help="a built variant's verification summary (exit 2 if any failed)")
+    report = sub.add_parser("report", help="a built variant's verification summary and speech metrics (exit 2 if any gate failed)")
     report.add_argument("variant", nargs="?", default="default")
     report.add_argument("--artifacts", default="artifacts", help="where variants are built")
     report.set_defaults(run=cmd_report)

@@ -45,6 +45,7 @@ STAGE_MODES: dict[str, set[str]] = {
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 # Below these, ct.convert takes EnumeratedShapes on one input only (measured here).
 MULTI_ENUMERATED = ("iOS18", "macOS15")
+MULTIFUNCTION = ("iOS18", "macOS15")  # ct.utils.save_multifunction targets iOS18 at least
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
 NAMED_SOURCES = ("pypi-int8", "hub")
 
@@ -231,6 +232,9 @@ class StageConfig(Strict):
     surgery: SurgeryConfig = Field(default_factory=SurgeryConfig)
     precision: Literal["fp16", "fp32"] | None = None
     compute_units: Literal[COMPUTE_UNITS] | None = None  # type: ignore[valid-type]
+    # multifunction: the buckets become functions of one package, sharing weights
+    # (iOS18+; kokoro_build/multifunction.py)
+    packaging: Literal["separate", "multifunction"] = "separate"
 
     @field_validator("kind")
     @classmethod
@@ -273,6 +277,12 @@ class StageConfig(Strict):
             raise ValueError(f"islands: only vocoder stages take it (this one is {self.kind})")
         if len(set(self.islands)) != len(self.islands):
             raise ValueError("islands: lists an island twice")
+        if self.packaging == "multifunction":
+            flexible = [dim for dim, spec in self.shapes.items() if spec.mode != "buckets"]
+            if not self.builds_artifacts or not self.shapes or flexible:
+                raise ValueError("packaging: multifunction packs a stage's buckets as functions; "
+                                 "every dimension needs `buckets`" +
+                                 (f" ({flexible[0]} is {self.shapes[flexible[0]].mode})" if flexible else ""))
         return self
 
     @property
@@ -320,9 +330,21 @@ class AneConfig(Strict):
     analyzer: Literal["static", "compute-plan"] = "static"  # compute-plan: macOS only
 
 
+class AudioConfig(Strict):
+    """Perceptual gates on the variant's speech (the report task): the chain through
+    the saved artifacts (MIL evaluator) against the fp32 torch chain, same text and
+    noise. Defaults from the seed guide: PESQ above 4.0; an MCD increase under 0.5 dB
+    is imperceptible. `null` turns a gate off (the value is still reported)."""
+
+    min_pesq: float | None = Field(default=4.0, ge=1.0, le=4.64)  # wideband MOS-LQO range
+    max_mcd_db: float | None = Field(default=0.5, ge=0.0)
+    min_mel_correlation: float | None = Field(default=0.99, ge=-1.0, le=1.0)
+
+
 class VerifyConfig(Strict):
     parity: ParityConfig = Field(default_factory=ParityConfig)
     ane: AneConfig = Field(default_factory=AneConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
 
 
 class PipelineConfig(Strict):
@@ -343,6 +365,10 @@ class PipelineConfig(Strict):
         _islands_have_stages(stages)
         target = info.data.get("target")
         for name, stage in stages.items():
+            if stage.packaging == "multifunction" and target and target.deployment not in MULTIFUNCTION:
+                raise ValueError(f"{name}: packaging: multifunction packages need deployment iOS18 or "
+                                 f"macOS15 (Core ML loads functions from there on); this target is "
+                                 f"{target.deployment}")
             for dim, spec in stage.shapes.items():
                 several = stage.kind in ("vocoder", "noise") or (
                     stage.kind == "duration" and

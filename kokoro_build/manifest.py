@@ -13,7 +13,8 @@ FORMAT = "kokoro-build-manifest/1"
 
 
 def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path: str) -> None:
-    """doit action. `stages`: {stage name: {kind, shape mode, [(sizes, package, traced)]}}."""
+    """doit action. `stages`: {stage name: {kind, options, packaging, artifacts: [{sizes,
+    traced, package, function, report, verify}]}} (tasks.ArtifactPaths.manifest_entry)."""
     root = Path(out_dir)
     weights_info = json.loads(digest_path(weights).read_text())
     manifest = {
@@ -24,22 +25,35 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
     }
     for stage_name, stage in stages.items():
         artifacts = []
-        for sizes, package, traced in stage["artifacts"]:
-            report = json.loads(report_path(package).read_text())
-            verified = json.loads(verify_path(package).read_text())
-            artifacts.append({
-                "sizes": sizes, "flexible": report.get("flexible", {}),
-                "package": _rel(package, root), "traced": _rel(traced, root),
-                "sha256": report["sha256"], "bytes": report["bytes"],
+        for entry in stage["artifacts"]:
+            report = json.loads(Path(entry["report"]).read_text())
+            verified = json.loads(Path(entry["verify"]).read_text())
+            package = json.loads(digest_path(entry["package"]).read_text())
+            artifact = {
+                "sizes": entry["sizes"], "flexible": report.get("flexible", {}),
+                "package": _rel(entry["package"], root), "traced": _rel(entry["traced"], root),
+                "sha256": package["sha256"], "bytes": package["bytes"],
                 "inputs": report["inputs"], "outputs": report["outputs"],
                 "precision": report["precision"], "compute_units": report["compute_units"],
+                "verify_report": _rel(entry["verify"], root),
                 "verify": {"passed": verified["verify"]["passed"],
-                           "psnr_db": {name: o["psnr_db"] for name, o in verified["verify"]["outputs"].items()}},
+                           "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}},
                 "ane": {key: verified["ane"][key] for key in ("analyzer", "measured", "op_share",
                                                                "flop_share", "segments")},
-            })
+            }
+            if entry.get("function"):  # packaging: multifunction; sha256/bytes are the whole package's
+                artifact["function"] = entry["function"]
+            artifacts.append(artifact)
         manifest["stages"][stage_name] = {"kind": stage["kind"], "where": stage.get("where", "graph"),
-                                          "options": stage.get("options", {}), "artifacts": artifacts}
+                                          "options": stage.get("options", {}),
+                                          "packaging": stage.get("packaging", "separate"),
+                                          "artifacts": artifacts}
+        if stage.get("packaging") == "multifunction" and artifacts:
+            merged = json.loads(digest_path(stage["artifacts"][0]["package"]).read_text())
+            manifest["stages"][stage_name]["package"] = {
+                "path": artifacts[0]["package"], "default_function": merged["default_function"],
+                "functions": {a["function"]: {"sizes": a["sizes"], "inputs": a["inputs"],
+                                              "outputs": a["outputs"]} for a in artifacts}}
     write_json(out_path, manifest)
     print(f"manifest: {sum(len(s['artifacts']) for s in manifest['stages'].values())} artifacts "
           f"-> {Path(out_path).name}", flush=True)

@@ -16,7 +16,7 @@ from typing import Iterator
 from doit.tools import config_changed
 
 from .config import PipelineConfig, StageConfig
-from .manifest import verify_path
+from .manifest import report_path
 from .package import digest_path, remove_targets
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,7 +35,7 @@ EXPORT_CODE = ("export.py", "stages/*.py", "surgery/*.py", "surgery/passes/*.py"
                "source/kmodel.py", "source/weights.py")
 CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py")
 REPORT_CODE = ("report/*.py", "runtime/*.py", "verify/*.py", "verify/kernels/*.py")
-VERIFY_CODE = ("verify/*.py", "verify/kernels/*.py", "stages/*.py", "report/audio.py", "manifest.py",
+VERIFY_CODE = ("verify/*.py", "verify/kernels/*.py", "stages/*.py", "manifest.py",
                "source/weights.py")
 
 
@@ -95,93 +95,151 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
             manifest_stages[stage_name] = {"kind": stage.kind, "where": "host", "artifacts": []}
             continue
         yield from _stage_tasks(config, stage_name, stage, out, weights)
-        manifest_stages[stage_name] = {"kind": stage.kind, "options": stage.kind_options, "artifacts": [
-            (point.sizes, str(package), str(traced))
-            for point, traced, package in _stage_paths(out, stage_name, stage)]}
+        manifest_stages[stage_name] = {
+            "kind": stage.kind, "options": stage.kind_options, "packaging": stage.packaging,
+            "artifacts": [paths.manifest_entry() for paths in _stage_paths(out, stage_name, stage)]}
     manifest = out / "manifest.json"
-    packages = [a[1] for s in manifest_stages.values() for a in s["artifacts"]]
+    artifacts = [a for s in manifest_stages.values() for a in s["artifacts"]]
+    packages = sorted({a["package"] for a in artifacts})
     yield {
         "basename": "manifest",
         "doc": "manifest.json: every artifact with its I/O and digest (what the chain reads)",
         "actions": [(_action("kokoro_build.manifest:write_manifest"),
                      [config.name, str(out), str(weights), manifest_stages, str(manifest)])],
         "file_dep": [str(digest_path(weights))] + [str(digest_path(p)) for p in packages] +
-                    [str(verify_path(p)) for p in packages] + code_files("manifest.py"),
+                    [a["verify"] for a in artifacts] + code_files("manifest.py"),
         "targets": [str(manifest)],
         "uptodate": [config_changed(manifest_stages)],
         "clean": [remove_targets],
     }
+    audio_gates = config.verify.audio.model_dump()
     yield {
         "basename": "report",
-        "doc": "report.md + report.html: parity, ANE verdicts, one sentence through the chain",
+        "doc": "report.md + report.html: parity, ANE verdicts, one sentence through the chain "
+               "(PESQ, MCD and log-mel correlation gated by verify.audio)",
         "actions": [(_action("kokoro_build.report.variant:write_variant_report"),
-                     [str(out), config.model.voices[0], str(out / "report.md"), str(out / "report.html")])],
+                     [str(out), config.model.voices[0], str(out / "report.md"), str(out / "report.html"),
+                      audio_gates])],
         "file_dep": [str(manifest)] + code_files(*REPORT_CODE),
         "targets": [str(out / "report.md"), str(out / "report.html")],
-        "uptodate": [config_changed({"voice": config.model.voices[0]})],
+        "uptodate": [config_changed({"voice": config.model.voices[0], "audio": audio_gates})],
         "clean": [remove_targets],
     }
 
 
-def _stage_paths(out: Path, stage_name: str, stage: StageConfig):
-    """(shape point, traced path, package path) per artifact of a stage."""
+@dataclass(frozen=True)
+class ArtifactPaths:
+    """Where one artifact of a stage is built. `converted` is what ct.convert writes;
+    `package` is what ships: the same, or with `packaging: multifunction` the stage's
+    merged package, in which the artifact is `function`."""
+
+    point: ShapePoint
+    traced: Path
+    converted: Path
+    package: Path
+    function: str | None
+    verified: Path  # <stage>/<label>.verify.json
+
+    @property
+    def report(self) -> Path:
+        return report_path(self.converted)
+
+    def manifest_entry(self) -> dict:
+        return {"sizes": self.point.sizes, "traced": str(self.traced), "package": str(self.package),
+                "function": self.function, "report": str(self.report), "verify": str(self.verified)}
+
+
+def merged_package(out: Path, stage_name: str) -> Path:
+    return out / stage_name / f"{stage_name}.mlpackage"
+
+
+def _stage_paths(out: Path, stage_name: str, stage: StageConfig) -> list[ArtifactPaths]:
+    merged = stage.packaging == "multifunction"
+    paths = []
     for point in shape_points(stage):
-        yield (point, out / "_work" / stage_name / f"{point.label}.traced.pt",
-               out / stage_name / f"{point.label}.mlpackage")
+        work = out / "_work" / stage_name
+        # a merged stage's buckets are intermediates (their own folder: a digest is
+        # named by the stem, and the traced twin's is `<label>.digest.json` already)
+        converted = (work / "functions" if merged else out / stage_name) / f"{point.label}.mlpackage"
+        paths.append(ArtifactPaths(
+            point, work / f"{point.label}.traced.pt", converted,
+            merged_package(out, stage_name) if merged else converted,
+            point.label if merged else None, out / stage_name / f"{point.label}.verify.json"))
+    return paths
 
 
 def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
     passes = stage.passes()
     voice = config.model.voices[0]
-    for point, traced, package in _stage_paths(out, stage_name, stage):
-        label, sizes = point.label, point.sizes
-        report = out / stage_name / f"{label}.report.json"
-        export_slice = {"kind": stage.kind, "sizes": sizes, "flexible": point.flexible,
+    all_paths = _stage_paths(out, stage_name, stage)
+    convert_slice = {"precision": config.stage_precision(stage_name),
+                     "compute_units": config.stage_compute_units(stage_name),
+                     "deployment": config.target.deployment}
+    for paths in all_paths:
+        label, sizes, traced = paths.point.label, paths.point.sizes, paths.traced
+        export_slice = {"kind": stage.kind, "sizes": sizes, "flexible": paths.point.flexible,
                         "passes": passes, "voice": voice, "options": stage.kind_options}
         yield {
             "basename": stage_name, "name": f"{label}.export",
             "doc": f"surgery + trace {stage_name} at {label}",
             "actions": [(_action("kokoro_build.export:export_stage"),
-                         [str(weights), stage.kind, sizes, passes, voice, str(traced), point.flexible,
+                         [str(weights), stage.kind, sizes, passes, voice, str(traced), paths.point.flexible,
                           stage.kind_options])],
             "file_dep": [str(digest_path(weights))] + code_files(*EXPORT_CODE),
             "targets": [str(traced), str(digest_path(traced))],
             "uptodate": [config_changed(export_slice)],
             "clean": [remove_targets],
         }
-        convert_slice = {"precision": config.stage_precision(stage_name),
-                         "compute_units": config.stage_compute_units(stage_name),
-                         "deployment": config.target.deployment}
         yield {
             "basename": stage_name, "name": f"{label}.convert",
-            "doc": f"ct.convert {stage_name} at {label} -> {package.relative_to(out)}",
+            "doc": f"ct.convert {stage_name} at {label} -> {paths.converted.relative_to(out)}",
             "actions": [(_action("kokoro_build.convert:convert_stage"),
                          [str(traced), convert_slice["precision"], convert_slice["compute_units"],
-                          convert_slice["deployment"], str(package), str(report)])],
+                          convert_slice["deployment"], str(paths.converted), str(paths.report)])],
             "file_dep": [str(digest_path(traced))] + code_files(*CONVERT_CODE),
-            "targets": [str(package), str(report), str(digest_path(package))],
+            "targets": [str(paths.converted), str(paths.report), str(digest_path(paths.converted))],
             "uptodate": [config_changed(convert_slice)],
             "clean": [remove_targets],
         }
         verify_slice = {"precision": convert_slice["precision"],
                         "thresholds": config.stage_thresholds(stage_name),
-                        "analyzer": config.verify.ane.analyzer, "run": export_slice}
-        verified = verify_path(package)
+                        "analyzer": config.verify.ane.analyzer, "run": export_slice,
+                        "function": paths.function}
         yield {
             "basename": stage_name, "name": f"{label}.verify",
-            "doc": f"run {package.relative_to(out)} with the MIL evaluator against its twin",
+            "doc": f"run {paths.package.relative_to(out)}{'' if paths.function is None else ':' + label}"
+                   " with the MIL evaluator against its twin",
             "actions": [(_action("kokoro_build.verify.task:verify_artifact"),
-                         [str(weights), stage.kind, sizes, passes, voice, point.flexible,
-                          stage.kind_options, str(traced), str(package), convert_slice["precision"],
+                         [str(weights), stage.kind, sizes, passes, voice, paths.point.flexible,
+                          stage.kind_options, str(traced), str(paths.package), convert_slice["precision"],
                           convert_slice["compute_units"], verify_slice["thresholds"],
-                          verify_slice["analyzer"], str(verified)])],
-            "file_dep": [str(digest_path(package)), str(digest_path(traced)),
+                          verify_slice["analyzer"], str(paths.verified), paths.function, str(paths.report)])],
+            "file_dep": [str(digest_path(paths.package)), str(paths.report), str(digest_path(traced)),
                          str(digest_path(weights))] + code_files(*VERIFY_CODE),
-            "targets": [str(verified)],
+            "targets": [str(paths.verified)],
             "uptodate": [config_changed(verify_slice)],
             "clean": [remove_targets],
         }
+    if stage.packaging == "multifunction":
+        yield _merge_task(stage_name, all_paths, out)
+
+
+def _merge_task(stage_name: str, all_paths: list[ArtifactPaths], out: Path) -> dict:
+    """One package from the stage's converted buckets, a function each; the largest
+    bucket is the default function (as `enumerated` defaults to the largest size)."""
+    functions = {paths.function: str(paths.converted) for paths in all_paths}
+    default = all_paths[-1].function
+    package = all_paths[0].package
+    return {
+        "basename": stage_name, "name": "merge",
+        "doc": f"merge {len(functions)} buckets into {package.relative_to(out)} (multifunction)",
+        "actions": [(_action("kokoro_build.multifunction:merge_functions"), [functions, default, str(package)])],
+        "file_dep": [str(digest_path(p)) for p in functions.values()] + code_files("multifunction.py"),
+        "targets": [str(package), str(digest_path(package))],
+        "uptodate": [config_changed({"functions": list(functions), "default": default})],
+        "clean": [remove_targets],
+    }
 
 
 def _action(target: str):

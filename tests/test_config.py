@@ -34,6 +34,9 @@ def test_default_pipeline_is_valid():
     config = load_config(ROOT / "pipeline.yaml")
     assert config.stages["vocoder"].shapes["frames"].sizes == [120, 200, 400, 1200]
     assert config.stage_precision("vocoder") == "fp16"
+    assert config.verify.audio.min_pesq == 4.0 and config.verify.audio.max_mcd_db == 1.5
+    from kokoro_build.config import AudioConfig
+    assert AudioConfig().max_mcd_db == 0.5  # the seed guide's, unless pipeline.yaml says otherwise
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -127,6 +130,20 @@ def test_default_pipeline_is_valid():
     # islands on another kind
     (("    kind: vocoder\n", "    kind: prosody\n    islands: [tail]\n"),
      "pipeline.yaml:9: stages.vocoder.islands: only vocoder stages take it (this one is prosody)"),
+    # a PESQ gate outside the wideband MOS range
+    (("stages:\n", "verify: {audio: {min_pesq: 5}}\nstages:\n"),
+     "pipeline.yaml:6: verify.audio.min_pesq: Input should be less than or equal to 4.64"),
+    # a misspelt audio gate
+    (("stages:\n", "verify:\n  audio: {max_mcd: 0.5}\nstages:\n"),
+     "pipeline.yaml:7: verify.audio.max_mcd: unknown key"),
+    # multifunction below iOS18
+    (("    kind: vocoder\n", "    kind: vocoder\n    packaging: multifunction\n"),
+     "pipeline.yaml:9: stages.vocoder.packaging: multifunction packages need deployment iOS18 or macOS15"),
+    # multifunction over a flexible dimension
+    (("    shapes: {frames: {buckets: [120, 200]}}\n",
+      "    packaging: multifunction\n    shapes: {frames: {range: [120, 200]}}\n"),
+     "pipeline.yaml:9: stages.vocoder.packaging: multifunction packs a stage's buckets as functions; "
+     "every dimension needs `buckets` (frames is range)"),
     # a bad variant name (it becomes a folder name)
     (("name: t\n", "name: ../escape\n"),
      "pipeline.yaml:2: name: String should match pattern"),

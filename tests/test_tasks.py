@@ -33,8 +33,8 @@ def test_default_graph_has_one_export_convert_and_verify_per_bucket():
 
 def test_verify_tasks_gate_by_precision_and_output(tmp_path):
     text = (ROOT / "pipeline.yaml").read_text().replace(
-        "verify: {parity: {min_psnr_db: 35}, ane: {analyzer: static}}",
-        "verify: {parity: {min_psnr_db: 40, fp16_min_psnr_db: 28, outputs: {f0: 25, tail.audio: 50}}}")
+        "  parity: {min_psnr_db: 35}\n",
+        "  parity: {min_psnr_db: 40, fp16_min_psnr_db: 28, outputs: {f0: 25, tail.audio: 50}}\n")
     config = tmp_path / "p.yaml"
     config.write_text(text)
     tasks = tasks_by_name(config)
@@ -71,6 +71,32 @@ def test_every_step_depends_on_its_code_and_upstream_digest():
     assert any(p.endswith("_work/vocoder/frames_120.digest.json") for p in convert["file_dep"])
     assert any(p.endswith("kokoro_build/convert.py") for p in convert["file_dep"])
     assert not any(Path(p).is_dir() for t in tasks.values() for p in t.get("file_dep", []))
+
+
+def test_multifunction_converts_each_bucket_then_merges_them(tmp_path):
+    text = (ROOT / "pipeline.yaml").read_text().replace("deployment: iOS17", "deployment: iOS18").replace(
+        "    islands: [noise, tail]\n", "    islands: [noise, tail]\n    packaging: multifunction\n")
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(text)
+    b.write_text(text.replace("[120, 200, 400, 1200]", "[120, 240, 400, 1200]"))
+    ta, tb = tasks_by_name(a), tasks_by_name(b)
+    merge = ta["vocoder:merge"]
+    functions, default, package = merge["actions"][0][1]
+    assert list(functions) == ["frames_120", "frames_200", "frames_400", "frames_1200"]
+    assert default == "frames_1200" and package.endswith("vocoder/vocoder.mlpackage")
+    assert all("/_work/vocoder/functions/" in path for path in functions.values())  # intermediates
+    assert ta["vocoder:frames_200.convert"]["targets"][0].endswith("_work/vocoder/functions/frames_200.mlpackage")
+    verify = ta["vocoder:frames_200.verify"]
+    assert any(dep.endswith("vocoder/vocoder.digest.json") for dep in verify["file_dep"])
+    assert verify["actions"][0][1][-2] == "frames_200"  # the function it runs
+    assert verify["targets"] == [str(tmp_path / "artifacts" / "default" / "vocoder" / "frames_200.verify.json")]
+    # one bucket changed: the other buckets' conversions keep their slices; the merge's changes
+    slice_of = lambda task: task["uptodate"][0].config  # noqa: E731
+    assert slice_of(ta["vocoder:frames_400.convert"]) == slice_of(tb["vocoder:frames_400.convert"])
+    assert slice_of(ta["vocoder:merge"]) != slice_of(tb["vocoder:merge"])
+    assert "prosody:merge" not in ta  # separate, as before
+    entries = ta["manifest"]["actions"][0][1][3]["vocoder"]["artifacts"]
+    assert {e["function"] for e in entries} == set(functions) and len({e["package"] for e in entries}) == 1
 
 
 def test_config_knows_exactly_the_registered_stage_kinds():

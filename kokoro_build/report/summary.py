@@ -15,11 +15,13 @@ def variant_summary(variant_dir: str | Path) -> dict:
     for stage_name, stage in manifest["stages"].items():
         flops = eligible = unknown = 0.0
         for artifact in stage["artifacts"]:
-            report = json.loads(verify_path(root / artifact["package"]).read_text())
+            verified = artifact.get("verify_report") or verify_path(artifact["package"])
+            report = json.loads((root / verified).read_text())
             verify, ane = report["verify"], report["ane"]
             worst = min(verify["outputs"].items(), key=lambda kv: kv[1]["psnr_db"] - kv[1]["min_psnr_db"])
             rows.append({
-                "stage": stage_name, "kind": stage["kind"], "artifact": Path(artifact["package"]).name,
+                "stage": stage_name, "kind": stage["kind"], "artifact": Path(artifact["package"]).name + (
+                    f":{artifact['function']}" if artifact.get("function") else ""),
                 "megabytes": artifact["bytes"] / 1e6, "precision": artifact["precision"],
                 "passed": verify["passed"], "worst_output": worst[0], "psnr_db": worst[1]["psnr_db"],
                 "min_psnr_db": worst[1]["min_psnr_db"], "mel_correlation": worst[1].get("mel_correlation"),

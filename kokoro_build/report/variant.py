@@ -28,11 +28,16 @@ def speak_both(variant_dir: Path, voice: str, text: str = SENTENCE):
     return reference, chain
 
 
-def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: str) -> None:
+class AudioGateError(RuntimeError):
+    """The variant's speech missed a `verify.audio` gate (raised after the report is written)."""
+
+
+def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: str,
+                         gates: dict | None = None) -> None:
     import soundfile
 
     from . import plots
-    from .audio import mel_correlation
+    from ..verify.audio import audio_failures, audio_metrics
 
     root = Path(variant_dir)
     start = time.time()
@@ -48,9 +53,11 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
         print(f"report {summary['name']}: no speech section: {error}", flush=True)
     else:
         sample_rate = chain.sample_rate
-        audio = {"mel_correlation": mel_correlation(reference.audio, chain.audio),
+        audio = {**audio_metrics(reference.audio, chain.audio, sample_rate),
                  "seconds": len(chain.audio) / sample_rate,
                  "evaluator_real_time_factor": chain.real_time_factor}
+        audio["failures"] = audio_failures(audio, gates or {})
+        audio["gates"] = {k: v for k, v in (gates or {}).items() if v is not None}
         figures["waveform"] = plots.waveform_chart(reference.audio, chain.audio, sample_rate)
         figures["spectrogram"] = plots.spectrogram_chart(reference.audio, chain.audio)
         with atomic_path(folder / "sample.wav") as tmp:
@@ -66,21 +73,33 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
         tmp.write_text(_html(summary, audio, figures), encoding="utf-8")
     print(f"report {summary['name']}: -> {Path(out_md).name}, {Path(out_html).name} "
           f"in {time.time() - start:.0f} s", flush=True)
+    if audio.get("failures"):
+        raise AudioGateError(f"{root}: the saved artifacts' speech missed verify.audio: "
+                             f"{'; '.join(audio['failures'])} (report: {out_md})")
 
 
 def _findings(summary: dict, audio: dict) -> list[str]:
     status = "every artifact passed its parity gate" if summary["passed"] else \
         "**some artifacts failed their parity gate**"
-    speech = (f"Speech: could not speak the report sentence: {audio['error']}" if "error" in audio else
-              f"Speech: \"{SENTENCE}\" ({audio['seconds']:.1f} s) through the saved artifacts has "
-              f"log-mel correlation {audio['mel_correlation']:.4f} with the torch twins; the "
-              f"evaluator ran at {audio['evaluator_real_time_factor']:.2f}x real time.")
     return [
         f"Verification: {status} (the saved .mlpackage, run by the MIL evaluator on Linux, "
-        "against the torch twin it was converted from).", speech,
+        "against the torch twin it was converted from).", speech_finding(audio),
         "ANE columns are predicted by the static analyzer (rules with sources in "
         "kokoro_build/verify/ane_rules.py), not measured on a device.",
     ]
+
+
+def speech_finding(audio: dict) -> str:
+    """One sentence on the report sentence's speech: the metrics and their gates."""
+    if "error" in audio:
+        return f"Speech: could not speak the report sentence: {audio['error']}"
+    gates = audio.get("gates", {})
+    verdict = ("**missed verify.audio: " + "; ".join(audio["failures"]) + "**") if audio.get("failures") \
+        else "every verify.audio gate met" if gates else "no verify.audio gates"
+    return (f"Speech: \"{SENTENCE}\" ({audio['seconds']:.1f} s), the saved artifacts against the "
+            f"fp32 torch twins, same noise: PESQ {audio['pesq']:.2f} (wideband), MCD "
+            f"{audio['mcd_db']:.2f} dB, log-mel correlation {audio['mel_correlation']:.4f}; {verdict}. "
+            f"The evaluator ran at {audio['evaluator_real_time_factor']:.2f}x real time.")
 
 
 def _markdown(summary: dict, audio: dict) -> str:

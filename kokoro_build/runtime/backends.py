@@ -49,16 +49,19 @@ class CoreMLBackend:
 
     def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import coremltools as ct
-        path = artifact["package"]
-        if path not in self._models:
-            self._models[path] = ct.models.MLModel(str(self.variant_dir / path))
+        key = (artifact["package"], artifact.get("function"))
+        if key not in self._models:
+            # a multifunction package loads one function per MLModel (iOS18 / macOS15)
+            extra = {"function_name": key[1]} if key[1] else {}
+            self._models[key] = ct.models.MLModel(str(self.variant_dir / key[0]), **extra)
         feeds = {spec["name"]: inputs[spec["name"]].astype(spec["dtype"]) for spec in artifact["inputs"]}
-        return self._models[path].predict(feeds)
+        return self._models[key].predict(feeds)
 
 
 class MilBackend:
     """The .mlpackage files through the MIL evaluator (verify/mil_eval.py): the saved
-    artifacts themselves, on Linux, with fp16 outputs rounded as the programs declare."""
+    artifacts themselves, on Linux, with fp16 outputs rounded as the programs declare.
+    A multifunction package is loaded once and runs the artifact's function."""
 
     name = "mil"
 
@@ -73,7 +76,7 @@ class MilBackend:
             self._evaluators[path] = MilEvaluator(self.variant_dir / path)
         feeds = {spec["name"]: np.asarray(inputs[spec["name"]]).astype(spec["dtype"])
                  for spec in artifact["inputs"]}
-        return self._evaluators[path].run(feeds)
+        return self._evaluators[path].run(feeds, function=artifact.get("function") or "main")
 
 
 BACKENDS = {"torch": TorchBackend, "mil": MilBackend, "coreml": CoreMLBackend}

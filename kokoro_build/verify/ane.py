@@ -134,14 +134,15 @@ def analyze_program(program, function: str = "main", shapes: dict | None = None)
 
 
 def analyze_package(package: str | Path, analyzer: str = "static", compute_units: str = "cpu_and_ne",
-                    shapes: dict | None = None) -> dict:
+                    shapes: dict | None = None, function: str = "main") -> dict:
     if analyzer == "compute-plan":
-        return compute_plan_report(package, compute_units)
+        return compute_plan_report(package, compute_units, function)
     from .mil_eval import load_program
-    return analyze_program(load_program(package), shapes=shapes)
+    return analyze_program(load_program(package), function=function, shapes=shapes)
 
 
-def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne") -> dict:
+def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne",
+                        function: str = "main") -> dict:
     """The same schema from Core ML's own placement (MLComputePlan, macOS 14.4+).
     Untested here: this machine is Linux."""
     if platform.system() != "Darwin":
@@ -154,7 +155,7 @@ def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne") 
     compiled = ct.models.utils.compile_model(str(package))
     plan = MLComputePlan.load_from_path(
         path=compiled, compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))
-    operations = plan.model_structure.program.functions["main"].block.operations
+    operations = plan.model_structure.program.functions[function].block.operations
     verdicts, weights, eligible_weight, segments, previous, ops = Counter(), 0.0, 0.0, 0, None, []
     for operation in operations:
         if operation.operator_name == "const":
@@ -173,7 +174,7 @@ def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne") 
         segments += (verdict == ELIGIBLE) != previous
         previous = verdict == ELIGIBLE
     count = sum(verdicts.values())
-    return {"analyzer": "compute-plan", "measured": True, "function": "main", "ops": count,
+    return {"analyzer": "compute-plan", "measured": True, "function": function, "ops": count,
             "eligible_ops": verdicts[ELIGIBLE],
             "op_share": verdicts[ELIGIBLE] / count if count else 0.0,
             # Core ML's estimated cost share stands in for FLOPs

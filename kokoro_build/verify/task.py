@@ -44,17 +44,20 @@ def threshold_for(thresholds: dict, output: str) -> float:
 
 def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voice: str,
                     flexible: dict, options: dict, traced: str, package: str, precision: str,
-                    compute_units: str, thresholds: dict, analyzer: str, out_path: str) -> None:
+                    compute_units: str, thresholds: dict, analyzer: str, out_path: str,
+                    function: str | None = None, report_json: str | None = None) -> None:
+    """`function`: the artifact is that function of a multifunction package; its
+    conversion report is `report_json` (beside the bucket's own package)."""
     import torch
 
-    from ..report.audio import mel_correlation
+    from .audio import mel_correlation
     from ..source.weights import load_weights
     from ..stages import get_stage_kind
     from ..surgery.registry import psnr_db
     from .ane import analyze_package, analyze_program
     from .mil_eval import MilEvaluator
 
-    label = f"{kind} {Path(package).name}"
+    label = f"{kind} {Path(package).name}" + (f":{function}" if function else "")
     blob = load_weights(weights_path)
     stage = get_stage_kind(kind)(blob["config"], passes, flexible=bool(flexible), options=options)
     at = run_sizes(stage, sizes, flexible)
@@ -64,7 +67,8 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
     start = time.time()
     evaluator = MilEvaluator(package, precision)
     shapes: dict = {}
-    evaluated = evaluator.run({n: x.numpy() for n, x in zip(names, inputs)}, shapes=shapes)
+    evaluated = evaluator.run({n: x.numpy() for n, x in zip(names, inputs)}, shapes=shapes,
+                              function=function or "main")
     eval_seconds = time.time() - start
     start = time.time()
     with torch.no_grad():
@@ -83,12 +87,14 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
         outputs[spec.name] = entry
         print(f"  {spec.name}: {psnr:.1f} dB (min {need:g}), max |err| {max_abs:.3g}", flush=True)
     if analyzer == "static":
-        ane = analyze_program(evaluator.program, shapes=shapes)
+        ane = analyze_program(evaluator.program, function=function or "main", shapes=shapes)
     else:
-        ane = analyze_package(package, analyzer, compute_units)
+        ane = analyze_package(package, analyzer, compute_units, function=function or "main")
     print(f"  ANE ({ane['analyzer']}): {ane['op_share']:.0%} of ops, {ane['flop_share']:.0%} of FLOPs "
           f"eligible, {ane['segments']} segments", flush=True)
-    convert_report = json.loads(report_path(package).read_text())
+    convert_report = json.loads(Path(report_json or report_path(package)).read_text())
+    if function:
+        convert_report["function"] = function
     passed = all(o["passed"] for o in outputs.values())
     write_json(out_path, {
         **convert_report, "verify": {

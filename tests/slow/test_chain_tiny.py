@@ -74,7 +74,7 @@ def chain(tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_fused_synthesizer_speaks_like_the_split_chain(chain, tmp_path_factory):
-    from kokoro_build.report.audio import mel_correlation
+    from kokoro_build.verify.audio import mel_correlation
     fused = _build(tmp_path_factory, FUSED, "tiny-fused")
     _every_op_has_a_kernel(fused)  # the synthesizer
     _every_op_has_a_kernel(chain)  # token buckets, the alignment stage

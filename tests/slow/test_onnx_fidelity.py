@@ -16,7 +16,7 @@ import torch
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from kokoro_build.report.audio import correlation, log_mel  # noqa: E402
+from kokoro_build.verify.audio import correlation, log_mel  # noqa: E402
 from kokoro_build.surgery import make_pass  # noqa: E402
 from kokoro_build.surgery.catalog import PRESETS  # noqa: E402
 

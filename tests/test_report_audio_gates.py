@@ -1,0 +1,49 @@
+"""The report task's verify.audio gates: metrics in the report, a missed gate fails
+the task after the report is written (synthetic speech; no build needed)."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from kokoro_build.report import variant
+
+SUMMARY = {"name": "synthetic", "weights": {}, "passed": True, "artifacts": [],
+           "stages": {"vocoder": {"kind": "vocoder", "artifacts": 1, "flop_share": 0.5,
+                                  "unknown_flop_share": 0.0}}}
+
+
+def _voiced(rate: int = 24000, seconds: float = 2.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    phase = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * t)) / rate
+    tone = sum(np.sin(k * phase) / k for k in range(1, 16))
+    return (0.1 * tone * np.clip(np.sin(2 * np.pi * 2 * t), 0, None)).astype(np.float32)
+
+
+@pytest.fixture
+def fake_variant(monkeypatch, tmp_path):
+    reference = _voiced()
+    degraded = reference + np.random.default_rng(0).normal(0, 0.02, reference.shape).astype(np.float32)
+    speech = lambda audio: SimpleNamespace(audio=audio, sample_rate=24000, real_time_factor=1.0)  # noqa: E731
+    monkeypatch.setattr(variant, "variant_summary", lambda root: SUMMARY)
+    monkeypatch.setattr(variant, "speak_both", lambda root, voice: (speech(reference), speech(degraded)))
+    return tmp_path
+
+
+def _report(root, gates):
+    variant.write_variant_report(str(root), "v", str(root / "report.md"), str(root / "report.html"), gates)
+
+
+def test_a_missed_gate_fails_after_the_report_is_written(fake_variant):
+    with pytest.raises(variant.AudioGateError, match=r"missed verify.audio: pesq .* < 4"):
+        _report(fake_variant, {"min_pesq": 4.0, "max_mcd_db": None, "min_mel_correlation": None})
+    markdown = (fake_variant / "report.md").read_text()
+    assert "PESQ" in markdown and "MCD" in markdown and "missed verify.audio: pesq" in markdown
+    audio = json.loads((fake_variant / "report" / "summary.json").read_text())["audio"]
+    assert audio["pesq"] < 4.0 and audio["mcd_db"] > 0 and audio["failures"]
+    assert (fake_variant / "report.html").is_file() and (fake_variant / "report" / "sample.wav").is_file()
+
+
+def test_met_gates_pass_and_say_so(fake_variant):
+    _report(fake_variant, {"min_pesq": 1.0, "max_mcd_db": 50.0, "min_mel_correlation": 0.0})
+    assert "every verify.audio gate met" in (fake_variant / "report.md").read_text()
