@@ -4,7 +4,10 @@ Per stage and shape, three steps (each a task):
   <stage>:<shape>.export   surgery + trace   -> _work/<stage>/<shape>.traced.pt (+ digest)
   <stage>:<shape>.convert  ct.convert        -> <stage>/<shape>.mlpackage (+ digest, report)
   <stage>:<shape>.verify   MIL evaluator vs torch twin, ANE analyzer -> <stage>/<shape>.verify.json
-fed by one `weights` task. Each task's `uptodate` watches only the config
+With `packaging: multifunction`, the conversions go to `_work/<stage>/functions/` and
+  <stage>:merge                one package, a function per bucket -> <stage>/<stage>.mlpackage
+runs before the verify steps, which then run each function of the merged package.
+All of it is fed by one `weights` task. Each task's `uptodate` watches only the config
 slice it reads, and its `file_dep` lists upstream digests plus the code it runs.
 """
 from __future__ import annotations

@@ -45,7 +45,8 @@ def artifact_table(summary: dict) -> list[list[str]]:
               "ANE FLOPs", "segments"]]
     for r in summary["artifacts"]:
         verdict = "pass" if r["passed"] else "FAIL"
-        table.append([r["stage"], r["artifact"], f"{r['megabytes']:.1f}", r["precision"],
+        shared = " (shared)" if ":" in r["artifact"] else ""  # one function of a multifunction package
+        table.append([r["stage"], r["artifact"], f"{r['megabytes']:.1f}{shared}", r["precision"],
                       f"{verdict}: {r['worst_output']} {r['psnr_db']:.1f} dB (min {r['min_psnr_db']:g})",
                       f"{r['op_share']:.0%}", f"{r['flop_share']:.0%}" +
                       (f" (+{r['unknown_flop_share']:.0%} unknown)" if r["unknown_flop_share"] else ""),
