@@ -47,3 +47,13 @@ def test_a_missed_gate_fails_after_the_report_is_written(fake_variant):
 def test_met_gates_pass_and_say_so(fake_variant):
     _report(fake_variant, {"min_pesq": 1.0, "max_mcd_db": 50.0, "min_mel_correlation": 0.0})
     assert "every verify.audio gate met" in (fake_variant / "report.md").read_text()
+
+
+def test_report_command_exits_2_when_the_speech_missed_a_gate(fake_variant, monkeypatch, capsys):
+    with pytest.raises(variant.AudioGateError):
+        _report(fake_variant, {"min_pesq": 4.0})
+    from kokoro_build.cli import main
+    from kokoro_build.report import summary
+    monkeypatch.setattr(summary, "variant_summary", lambda root: SUMMARY)
+    assert main(["report", fake_variant.name, "--artifacts", str(fake_variant.parent)]) == 2
+    assert "missed verify.audio: pesq" in capsys.readouterr().out
