@@ -23,15 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def merge(functions: dict[str, Path], out: Path) -> tuple[int, float]:
-    import coremltools as ct
-
+    from kokoro_build.multifunction import save_functions
     from kokoro_build.package import tree_digest
     start = time.time()
-    descriptor = ct.utils.MultiFunctionDescriptor()
-    for name, package in functions.items():
-        descriptor.add_function(str(package), src_function_name="main", target_function_name=name)
-    descriptor.default_function_name = next(iter(functions))
-    ct.utils.save_multifunction(descriptor, str(out))
+    save_functions(functions, next(iter(functions)), out)
     return tree_digest(out)["bytes"], time.time() - start
 
 

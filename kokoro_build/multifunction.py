@@ -19,18 +19,12 @@ from .package import atomic_path, digest_path, tree_digest, write_digest
 def merge_functions(functions: dict[str, str], default: str, out_path: str) -> None:
     """doit action: {function name: converted .mlpackage} -> one package at `out_path`
     (then its digest, last), with `default` as the default function."""
-    import coremltools as ct
-
     start = time.time()
-    descriptor = ct.utils.MultiFunctionDescriptor()
-    for name, package in functions.items():
-        descriptor.add_function(str(package), src_function_name="main", target_function_name=name)
-    descriptor.default_function_name = default
     metadata = {name: _metadata(package) for name, package in functions.items()}
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent, prefix=".merge-") as scratch:
         merged = Path(scratch) / "merged.mlpackage"
-        ct.utils.save_multifunction(descriptor, str(merged))
+        save_functions(functions, default, merged)
         with atomic_path(out_path) as tmp:
             _stamped_copy(merged, tmp, metadata, default)
     digest = tree_digest(out_path)
@@ -39,6 +33,18 @@ def merge_functions(functions: dict[str, str], default: str, out_path: str) -> N
                  separate_bytes=parts, seconds=round(time.time() - start, 1))
     print(f"merge {Path(out_path).name}: {len(functions)} functions, {parts / 1e6:.1f} MB as separate "
           f"packages -> {digest['bytes'] / 1e6:.1f} MB in {time.time() - start:.0f} s", flush=True)
+
+
+def save_functions(functions: dict[str, str | Path], default: str, out: str | Path) -> None:
+    """Each package's `main` as a function named by its key, saved at `out` (weights
+    deduplicated by coremltools); no metadata, no digest."""
+    import coremltools as ct
+
+    descriptor = ct.utils.MultiFunctionDescriptor()
+    for name, package in functions.items():
+        descriptor.add_function(str(package), src_function_name="main", target_function_name=name)
+    descriptor.default_function_name = default
+    ct.utils.save_multifunction(descriptor, str(out))
 
 
 def _metadata(package: str) -> dict[str, str]:

@@ -23,15 +23,22 @@ def mel_filterbank(sample_rate: int = 24000, n_fft: int = 1024, n_mels: int = 80
     return np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
 
 
+def mel_power(audio, n_fft: int = 1024, hop: int = 256, normalise: bool = False) -> np.ndarray:
+    """Mel power spectrogram [80, frames] (Hann window, centred frames); `normalise`
+    divides the signal by its RMS first."""
+    import torch
+    signal = torch.as_tensor(np.asarray(audio, np.float32)).flatten()
+    if normalise:
+        signal = signal / signal.pow(2).mean().sqrt().clamp(min=1e-8)
+    power = torch.stft(signal, n_fft, hop, window=torch.hann_window(n_fft),
+                       return_complex=True).abs().numpy().astype(np.float64) ** 2
+    return mel_filterbank(n_fft=n_fft) @ power
+
+
 def log_mel(audio, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
     """Log mel power spectrogram [80, frames] of RMS-normalised audio (so a level
     difference, e.g. an iSTFT that is 1.5x louder, doesn't count as a difference)."""
-    import torch
-    signal = torch.as_tensor(np.asarray(audio, np.float32)).flatten()
-    signal = signal / signal.pow(2).mean().sqrt().clamp(min=1e-8)
-    power = torch.stft(signal, n_fft, hop, window=torch.hann_window(n_fft),
-                       return_complex=True).abs() ** 2
-    return np.log(mel_filterbank(n_fft=n_fft) @ power.numpy().astype(np.float64) + 1e-5)
+    return np.log(mel_power(audio, n_fft, hop, normalise=True) + 1e-5)
 
 
 def correlation(a, b) -> float:
@@ -69,22 +76,18 @@ def pesq_wb(reference, degraded, sample_rate: int = 24000) -> float:
 MCD_HOP, MCD_COEFFICIENTS, MCD_SILENCE_DB = 120, 24, 40.0
 
 
-def mel_cepstrum(audio, n_fft: int = 1024, hop: int = MCD_HOP, n_mels: int = 80) -> np.ndarray:
-    """[frames, n_mels] mel-cepstra of the natural-log mel amplitude spectrum (80 HTK
+def mel_cepstrum(audio, n_fft: int = 1024, hop: int = MCD_HOP) -> np.ndarray:
+    """[frames, 80] mel-cepstra of the natural-log mel amplitude spectrum (80 HTK
     mel bands up to 12 kHz, Hann window, 1024 points), scaled as SPTK's minimum-phase
     mel-cepstrum: log|H| = c0 + sum_d c_d cos(d w), so c0 is the mean log amplitude
     and c_d = (2/N) sum_k log|X_k| cos(pi d (2k + 1) / 2N) (a DCT-II over the N bands).
     The power has a floor 60 dB below the signal's mean band power (relative, so a
     level change moves c0 only)."""
-    import torch
     from scipy.fft import dct
 
-    signal = torch.as_tensor(np.asarray(audio, np.float32)).flatten()
-    power = torch.stft(signal, n_fft, hop, window=torch.hann_window(n_fft),
-                       return_complex=True).abs().numpy().astype(np.float64) ** 2
-    mel = mel_filterbank(n_fft=n_fft, n_mels=n_mels) @ power
+    mel = mel_power(audio, n_fft, hop)
     log_amplitude = 0.5 * np.log(mel + 1e-6 * max(mel.mean(), 1e-20))
-    cepstrum = dct(log_amplitude, type=2, axis=0) / n_mels  # scipy's DCT-II carries a factor 2
+    cepstrum = dct(log_amplitude, type=2, axis=0) / mel.shape[0]  # scipy's DCT-II carries a factor 2
     cepstrum[0] /= 2
     return cepstrum.T
 

@@ -58,6 +58,7 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
     from .mil_eval import MilEvaluator
 
     label = f"{kind} {Path(package).name}" + (f":{function}" if function else "")
+    function_name = function or "main"  # a single-function package's one function
     blob = load_weights(weights_path)
     stage = get_stage_kind(kind)(blob["config"], passes, flexible=bool(flexible), options=options)
     at = run_sizes(stage, sizes, flexible)
@@ -68,7 +69,7 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
     evaluator = MilEvaluator(package, precision)
     shapes: dict = {}
     evaluated = evaluator.run({n: x.numpy() for n, x in zip(names, inputs)}, shapes=shapes,
-                              function=function or "main")
+                              function=function_name)
     eval_seconds = time.time() - start
     start = time.time()
     with torch.no_grad():
@@ -87,9 +88,9 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
         outputs[spec.name] = entry
         print(f"  {spec.name}: {psnr:.1f} dB (min {need:g}), max |err| {max_abs:.3g}", flush=True)
     if analyzer == "static":
-        ane = analyze_program(evaluator.program, function=function or "main", shapes=shapes)
+        ane = analyze_program(evaluator.program, function=function_name, shapes=shapes)
     else:
-        ane = analyze_package(package, analyzer, compute_units, function=function or "main")
+        ane = analyze_package(package, analyzer, compute_units, function=function_name)
     print(f"  ANE ({ane['analyzer']}): {ane['op_share']:.0%} of ops, {ane['flop_share']:.0%} of FLOPs "
           f"eligible, {ane['segments']} segments", flush=True)
     convert_report = json.loads(Path(report_json or report_path(package)).read_text())
