@@ -30,6 +30,8 @@ STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
     "prosody": {"frames": (1, 2400)},
     "alignment": {"tokens": (1, 512), "frames": (1, 2400)},
     "synthesizer": {"tokens": (1, 512), "frames": (1, 2400)},
+    # letters of one word plus its end mark (the neural G2P; longer words are split)
+    "g2p": {"chars": (2, 64)},
 }
 # Shape modes each kind can build today.
 STAGE_MODES: dict[str, set[str]] = {
@@ -41,6 +43,8 @@ STAGE_MODES: dict[str, set[str]] = {
     # Its frame count is an output size with no input to carry it: fixed shapes only.
     "alignment": {"buckets"},
     "synthesizer": {"buckets"},
+    # Padding would change the GRU encoder's final state: a range only.
+    "g2p": {"range"},
 }
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 # Below these, ct.convert takes EnumeratedShapes on one input only (measured here).
@@ -221,6 +225,22 @@ class SurgeryConfig(Strict):
         return options
 
 
+class LexiconConfig(Strict):
+    """The device G2P's word list (source/lexicon.py): misaki's lexicons, already in
+    Kokoro's phoneme set. Where tiers overlap, the earlier one wins."""
+
+    source: Literal["misaki"] = "misaki"
+    dialect: Literal["us", "gb"] = "us"
+    tiers: list[Literal["gold", "silver"]] = Field(default=["gold", "silver"], min_length=1)
+
+    @field_validator("tiers")
+    @classmethod
+    def _distinct(cls, tiers: list[str]) -> list[str]:
+        if len(set(tiers)) != len(tiers):
+            raise ValueError("lists a tier twice")
+        return tiers
+
+
 class StageConfig(Strict):
     kind: str
     # alignment only: graph = its own Core ML stage; host = the chain builds it (no artifact)
@@ -235,6 +255,9 @@ class StageConfig(Strict):
     # multifunction: the buckets become functions of one package, sharing weights
     # (iOS18+; kokoro_build/multifunction.py)
     packaging: Literal["separate", "multifunction"] = "separate"
+    # g2p only: the lexicon, and the neural model for the words it lacks
+    lexicon: LexiconConfig | None = None
+    neural: Literal["g2p-en-gru"] | None = None
 
     @field_validator("kind")
     @classmethod
@@ -277,6 +300,9 @@ class StageConfig(Strict):
             raise ValueError(f"islands: only vocoder stages take it (this one is {self.kind})")
         if len(set(self.islands)) != len(self.islands):
             raise ValueError("islands: lists an island twice")
+        for field in ("lexicon", "neural"):
+            if getattr(self, field) is not None and self.kind != "g2p":
+                raise ValueError(f"{field}: only g2p stages take it (this one is {self.kind})")
         if self.packaging == "multifunction":
             flexible = [dim for dim, spec in self.shapes.items() if spec.mode != "buckets"]
             if not self.builds_artifacts or not self.shapes or flexible:
@@ -289,6 +315,11 @@ class StageConfig(Strict):
     def kind_options(self) -> dict:
         """Settings the stage kind's module depends on (beyond shapes and surgery)."""
         return {"islands": list(self.islands)} if self.islands else {}
+
+    @property
+    def lexicon_slice(self) -> dict:
+        """A g2p stage's lexicon settings (the defaults if the YAML gives none)."""
+        return (self.lexicon or LexiconConfig()).model_dump(mode="json")
 
     @property
     def builds_artifacts(self) -> bool:
@@ -363,6 +394,9 @@ class PipelineConfig(Strict):
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"stage name {name!r}: use letters, digits and _")
         _islands_have_stages(stages)
+        g2p = [name for name, stage in stages.items() if stage.kind == "g2p"]
+        if len(g2p) > 1:
+            raise ValueError(f"{g2p[1]}: kind: a variant has one g2p stage (also {g2p[0]})")
         target = info.data.get("target")
         for name, stage in stages.items():
             if stage.packaging == "multifunction" and target and target.deployment not in MULTIFUNCTION:

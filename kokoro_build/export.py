@@ -24,16 +24,14 @@ def describe(specs_at, sizes: dict[str, int], flexible: dict[str, dict]) -> list
 def prepare_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list,
                   voice: str, flexible: bool = False, options: dict | None = None):
     """(surgered module, example inputs, stage, surgery records) for one shape."""
-    from .source.kmodel import build_kmodel
-    from .source.weights import load_weights
     from .stages import get_stage_kind
     from .surgery import apply_passes
 
-    blob = load_weights(weights_path)
-    stage = get_stage_kind(kind)(blob["config"], passes, flexible=flexible, options=options)
-    kmodel = build_kmodel(blob["config"], blob["state_dict"])
-    module = stage.build_module(kmodel, sizes)
-    voice_pack = blob["voices"][voice]
+    kind_class = get_stage_kind(kind)
+    blob = kind_class.load_source(weights_path)
+    stage = kind_class(blob["config"], passes, flexible=flexible, options=options)
+    module = stage.build_module(stage.model_from_source(blob), sizes)
+    voice_pack = blob["voices"].get(voice)  # None for a kind that takes no voice (g2p)
     result = apply_passes(module, passes, stage.example_inputs(stage.parity_sizes(sizes), voice_pack))
     inputs = stage.example_inputs(sizes, voice_pack)
     return result.module, inputs, stage, result.records, blob["provenance"]

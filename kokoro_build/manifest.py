@@ -48,6 +48,8 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
                                           "options": stage.get("options", {}),
                                           "packaging": stage.get("packaging", "separate"),
                                           "artifacts": artifacts}
+        if "lexicon" in stage:  # a g2p stage: what a client needs beside its package
+            manifest["stages"][stage_name].update(_g2p_entries(stage, root))
         if stage.get("packaging") == "multifunction" and artifacts:
             merged = json.loads(digest_path(stage["artifacts"][0]["package"]).read_text())
             manifest["stages"][stage_name]["package"] = {
@@ -57,6 +59,20 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
     write_json(out_path, manifest)
     print(f"manifest: {sum(len(s['artifacts']) for s in manifest['stages'].values())} artifacts "
           f"-> {Path(out_path).name}", flush=True)
+
+
+def _g2p_entries(stage: dict, root: Path) -> dict:
+    """The lexicon file (format, size, sha256) and the neural model's vocabularies."""
+    lexicon = json.loads(digest_path(stage["lexicon"]).read_text())
+    checkpoint = json.loads(digest_path(stage["checkpoint"]).read_text())
+    return {
+        "lexicon": {"path": _rel(stage["lexicon"], root), "format": lexicon["format"],
+                    "entries": lexicon["entries"], "bytes": lexicon["bytes"], "sha256": lexicon["sha256"],
+                    "source": lexicon["lexicon"], "source_sha256": lexicon["sources"]},
+        "neural": {"graphemes": checkpoint["config"]["graphemes"], "phonemes": checkpoint["config"]["phonemes"],
+                   "max_phonemes": checkpoint["config"]["max_phonemes"],
+                   "provenance": checkpoint["provenance"]},
+    }
 
 
 def report_path(package: str | Path) -> Path:

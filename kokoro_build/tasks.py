@@ -35,11 +35,11 @@ def code_files(*patterns: str) -> list[str]:
 
 WEIGHTS_CODE = ("source/*.py", "source/data/*.json")
 EXPORT_CODE = ("export.py", "stages/*.py", "surgery/*.py", "surgery/passes/*.py",
-               "source/kmodel.py", "source/weights.py")
+               "source/kmodel.py", "source/weights.py", "source/g2p_en.py")
 CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py")
 REPORT_CODE = ("report/*.py", "runtime/*.py", "verify/*.py", "verify/kernels/*.py")
 VERIFY_CODE = ("verify/*.py", "verify/kernels/*.py", "stages/*.py", "manifest.py",
-               "source/weights.py")
+               "source/weights.py", "source/g2p_en.py")
 
 
 def artifacts_dir(config: PipelineConfig, config_path: str | Path) -> Path:
@@ -101,6 +101,9 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
         manifest_stages[stage_name] = {
             "kind": stage.kind, "options": stage.kind_options, "packaging": stage.packaging,
             "artifacts": [paths.manifest_entry() for paths in _stage_paths(out, stage_name, stage)]}
+        if stage.kind == "g2p":
+            manifest_stages[stage_name].update(lexicon=str(lexicon_path(out, stage_name)),
+                                               checkpoint=str(g2p_checkpoint(out)))
     manifest = out / "manifest.json"
     artifacts = [a for s in manifest_stages.values() for a in s["artifacts"]]
     packages = sorted({a["package"] for a in artifacts})
@@ -110,7 +113,9 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
         "actions": [(_action("kokoro_build.manifest:write_manifest"),
                      [config.name, str(out), str(weights), manifest_stages, str(manifest)])],
         "file_dep": [str(digest_path(weights))] + [str(digest_path(p)) for p in packages] +
-                    [a["verify"] for a in artifacts] + code_files("manifest.py"),
+                    [a["verify"] for a in artifacts] + code_files("manifest.py") +
+                    [str(digest_path(s[key])) for s in manifest_stages.values()
+                     for key in ("lexicon", "checkpoint") if key in s],
         "targets": [str(manifest)],
         "uptodate": [config_changed(manifest_stages)],
         "clean": [remove_targets],
@@ -171,10 +176,49 @@ def _stage_paths(out: Path, stage_name: str, stage: StageConfig) -> list[Artifac
     return paths
 
 
+def g2p_checkpoint(out: Path) -> Path:
+    return out / "weights" / "g2p_en.pt"
+
+
+def lexicon_path(out: Path, stage_name: str) -> Path:
+    return out / stage_name / "lexicon.tsv"
+
+
+def _g2p_source_tasks(stage_name: str, stage: StageConfig, out: Path) -> Iterator[dict]:
+    """A g2p stage's own inputs: g2p-en's checkpoint (its model's weights) and the lexicon."""
+    from .source.g2p_en import checkpoint_path  # importlib.metadata only
+    from .source.lexicon import lexicon_sources
+
+    checkpoint = g2p_checkpoint(out)
+    yield {
+        "basename": stage_name, "name": "checkpoint",
+        "doc": f"g2p-en's checkpoint20.npz (sha256-checked) -> {checkpoint.relative_to(out)}",
+        "actions": [(_action("kokoro_build.source.g2p_en:build_checkpoint"), [str(checkpoint)])],
+        "file_dep": [str(checkpoint_path())] + code_files("source/g2p_en.py"),
+        "targets": [str(checkpoint), str(digest_path(checkpoint))],
+        "clean": [remove_targets],
+    }
+    lexicon, lexicon_slice = lexicon_path(out, stage_name), stage.lexicon_slice
+    yield {
+        "basename": stage_name, "name": "lexicon",
+        "doc": f"misaki {lexicon_slice['dialect']} {'+'.join(lexicon_slice['tiers'])} -> "
+               f"{lexicon.relative_to(out)} (sorted word<TAB>phonemes lines)",
+        "actions": [(_action("kokoro_build.source.lexicon:build_lexicon"), [lexicon_slice, str(lexicon)])],
+        "file_dep": [str(p) for p in lexicon_sources(**lexicon_slice)] +
+                    code_files("source/lexicon.py", "source/data/*.json"),
+        "targets": [str(lexicon), str(digest_path(lexicon))],
+        "uptodate": [config_changed(lexicon_slice)],
+        "clean": [remove_targets],
+    }
+
+
 def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
     passes = stage.passes()
     voice = config.model.voices[0]
+    if stage.kind == "g2p":  # its own model, which takes no voice
+        yield from _g2p_source_tasks(stage_name, stage, out)
+        weights, voice = g2p_checkpoint(out), None
     all_paths = _stage_paths(out, stage_name, stage)
     convert_slice = {"precision": config.stage_precision(stage_name),
                      "compute_units": config.stage_compute_units(stage_name),

@@ -51,6 +51,18 @@ class StageKind:
         Some passes change a stage's interface (deterministic_noise: input)."""
         return next((options for i, options in self.passes if i == pass_id), None)
 
+    @staticmethod
+    def load_source(path: str) -> dict:
+        """The weights file a kind's tasks are fed ({config, voices, provenance, ...}):
+        Kokoro's `weights/kokoro.pt`, unless a kind brings its own model."""
+        from ..source.weights import load_weights
+        return load_weights(path)
+
+    def model_from_source(self, blob: dict):
+        """What build_module takes: a KModel built from the weights file."""
+        from ..source.kmodel import build_kmodel
+        return build_kmodel(blob["config"], blob["state_dict"])
+
     def build_module(self, kmodel, sizes: dict[str, int] | None = None):
         """The torch module for this split, taken from a loaded KModel (at `sizes`,
         for a kind whose module depends on them)."""
@@ -88,7 +100,7 @@ def register_stage(kind: str):
 
 
 def stage_kinds() -> dict[str, type[StageKind]]:
-    from . import alignment, duration, islands, prosody, synthesizer, vocoder  # noqa: F401  (registers)
+    from . import alignment, duration, g2p, islands, prosody, synthesizer, vocoder  # noqa: F401  (registers)
     return dict(_KINDS)
 
 

@@ -70,4 +70,4 @@ PRESETS: dict[str, tuple[str, ...]] = {
 DEFAULT_PRESET: dict[str, str] = {"duration": "coreml-default", "prosody": "coreml-default",
                                   "vocoder": "coreml-default", "alignment": "none",
                                   "synthesizer": "coreml-default", "noise": "coreml-default",
-                                  "tail": "coreml-default"}
+                                  "tail": "coreml-default", "g2p": "none"}

@@ -51,7 +51,6 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
     import torch
 
     from .audio import mel_correlation
-    from ..source.weights import load_weights
     from ..stages import get_stage_kind
     from ..surgery.registry import psnr_db
     from .ane import analyze_package, analyze_program
@@ -59,10 +58,11 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
 
     label = f"{kind} {Path(package).name}" + (f":{function}" if function else "")
     function_name = function or "main"  # a single-function package's one function
-    blob = load_weights(weights_path)
-    stage = get_stage_kind(kind)(blob["config"], passes, flexible=bool(flexible), options=options)
+    kind_class = get_stage_kind(kind)
+    blob = kind_class.load_source(weights_path)
+    stage = kind_class(blob["config"], passes, flexible=bool(flexible), options=options)
     at = run_sizes(stage, sizes, flexible)
-    inputs = stage.example_inputs(at, blob["voices"][voice])
+    inputs = stage.example_inputs(at, blob["voices"].get(voice))
     names = [spec.name for spec in stage.inputs(at)]
     print(f"verify {label}: MIL evaluator ({precision}) at {at}", flush=True)
     start = time.time()

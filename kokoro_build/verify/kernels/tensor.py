@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import axis, kernel
+from . import MilEvalError, axis, kernel
 
 _INT_TYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
 
@@ -275,3 +275,27 @@ def reduce_arg(op, a):
 def const(op, a):
     """Constants are read from the program on use; this runs only if one is evaluated."""
     return op.outputs[0].val
+
+
+# scatter's `mode`: how an update combines with the value already there
+SCATTER_MODES = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div,
+                 "max": torch.maximum, "min": torch.minimum}
+
+
+@kernel("scatter")
+def scatter(op, a):
+    """output[..., indices[i], ...] = updates[..., i, ...] (mode update), or combined
+    with the data there (add, sub, ...). ct.convert emits it for a GRU's per-step
+    outputs inside its while_loop."""
+    data, updates = a.tensor("data").clone(), a.tensor("updates").to(a.tensor("data").dtype)
+    dim = axis(a.int("axis", 0), data.dim())
+    indices = a.tensor("indices").to(torch.long).reshape(-1)
+    indices = torch.where(indices < 0, indices + data.shape[dim], indices)
+    mode = a.str("mode", "update")
+    if mode != "update" and mode not in SCATTER_MODES:
+        raise MilEvalError(f"scatter {op.name}: unknown mode {mode!r}")
+    for i, target in enumerate(indices.tolist()):
+        update = updates.select(dim, i)
+        current = data.select(dim, target)
+        current.copy_(update if mode == "update" else SCATTER_MODES[mode](current, update))
+    return data
