@@ -31,12 +31,16 @@ def cmd_speak(args: argparse.Namespace) -> int:
     variant_dir = Path(args.artifacts) / args.variant
     try:
         print(f"loading {variant_dir} ({args.backend} backend)", file=sys.stderr, flush=True)
-        chain = Chain(variant_dir, backend=args.backend)
+        chain = Chain(variant_dir, backend=args.backend, g2p=args.g2p)
         speech = chain.speak(text, voice=args.voice, speed=args.speed, seed=args.seed,
                              progress=lambda line: print(line, file=sys.stderr, flush=True))
     except (ChainError, BackendError, FileNotFoundError) as error:
         print(f"kokoro-build speak: {error}", file=sys.stderr)
         return 1
+    if args.g2p == "device":  # which words the lexicon didn't have
+        guessed = chain.g2p_neural_words
+        print(f"neural G2P: {', '.join(guessed) if guessed else 'no word (all in the lexicon)'}",
+              file=sys.stderr)
     import soundfile
     with atomic_path(args.output) as tmp:
         soundfile.write(str(tmp), speech.audio, speech.sample_rate, format="WAV")
@@ -85,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--backend", default="torch",
                        help="torch (the traced twins), mil (the saved .mlpackage files through the "
                             "MIL evaluator, on any OS) or coreml (Core ML, macOS only)")
+    speak.add_argument("--g2p", default="misaki", choices=("misaki", "device"),
+                       help="misaki (host reference: spaCy + espeak-ng) or device (the variant's "
+                            "lexicon and neural G2P artifact, run by --backend)")
     speak.add_argument("--seed", type=int, default=0, help="seed of the source noise")
     speak.add_argument("--artifacts", default="artifacts", help="where variants are built")
     speak.set_defaults(run=cmd_speak)

@@ -37,6 +37,9 @@ def test_default_pipeline_is_valid():
     assert config.verify.audio.min_pesq == 4.0 and config.verify.audio.max_mcd_db == 1.5
     from kokoro_build.config import AudioConfig
     assert AudioConfig().max_mcd_db == 0.5  # the seed guide's, unless pipeline.yaml says otherwise
+    g2p = config.stages["g2p"]
+    assert g2p.lexicon_slice == {"source": "misaki", "dialect": "us", "tiers": ["gold", "silver"]}
+    assert config.stage_precision("g2p") == "fp32" and config.stage_compute_units("g2p") == "cpu_only"
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -144,6 +147,23 @@ def test_default_pipeline_is_valid():
       "    packaging: multifunction\n    shapes: {frames: {range: [120, 200]}}\n"),
      "pipeline.yaml:9: stages.vocoder.packaging: multifunction packs a stage's buckets as functions; "
      "every dimension needs `buckets` (frames is range)"),
+    # a lexicon on a stage that isn't g2p
+    (("    kind: vocoder\n", "    kind: vocoder\n    lexicon: {dialect: us}\n"),
+     "pipeline.yaml:9: stages.vocoder.lexicon: only g2p stages take it (this one is vocoder)"),
+    # g2p characters in buckets (padding would change the encoder's state)
+    (("stages:\n", "stages:\n  g2p: {kind: g2p, shapes: {chars: {buckets: [16, 32]}}}\n"),
+     "pipeline.yaml:7: stages.g2p.shapes.chars: buckets shapes are not built for g2p yet (supported: range)"),
+    # an unknown lexicon dialect, and a tier listed twice
+    (("stages:\n", "stages:\n  g2p:\n    kind: g2p\n    lexicon: {dialect: au}\n"
+      "    shapes: {chars: {range: [2, 64]}}\n"),
+     "pipeline.yaml:9: stages.g2p.lexicon.dialect: Input should be 'us' or 'gb'"),
+    (("stages:\n", "stages:\n  g2p:\n    kind: g2p\n    lexicon: {tiers: [gold, gold]}\n"
+      "    shapes: {chars: {range: [2, 64]}}\n"),
+     "pipeline.yaml:9: stages.g2p.lexicon.tiers: lists a tier twice"),
+    # two g2p stages
+    (("stages:\n", "stages:\n  g2p: {kind: g2p, shapes: {chars: {range: [2, 64]}}}\n"
+      "  g2p2: {kind: g2p, shapes: {chars: {range: [2, 64]}}}\n"),
+     "pipeline.yaml:8: stages.g2p2.kind: a variant has one g2p stage (also g2p)"),
     # a bad variant name (it becomes a folder name)
     (("name: t\n", "name: ../escape\n"),
      "pipeline.yaml:2: name: String should match pattern"),

@@ -27,8 +27,31 @@ def test_default_graph_has_one_export_convert_and_verify_per_bucket():
     for frames in (120, 200, 400, 1200):
         for stage in stages:
             expected |= {f"{stage}:frames_{frames}.{step}" for step in ("export", "convert", "verify")}
-    expected |= {f"duration:tokens_range.{step}" for step in ("export", "convert", "verify")}
+    expected |= {f"{stage}:{label}.{step}" for stage, label in (("duration", "tokens_range"),
+                                                                 ("g2p", "chars_range"))
+                 for step in ("export", "convert", "verify")}
+    expected |= {"g2p", "g2p:checkpoint", "g2p:lexicon"}
     assert names == expected
+
+
+def test_g2p_stage_builds_from_its_own_checkpoint_and_the_lexicon(tmp_path):
+    tasks = tasks_by_name(ROOT / "pipeline.yaml")
+    checkpoint, lexicon = tasks["g2p:checkpoint"], tasks["g2p:lexicon"]
+    assert any(p.endswith("g2p_en/checkpoint20.npz") for p in checkpoint["file_dep"])
+    assert {Path(p).name for p in lexicon["file_dep"]} >= {"us_gold.json", "us_silver.json", "lexicon.py"}
+    assert lexicon["targets"][0].endswith("default/g2p/lexicon.tsv")
+    export = tasks["g2p:chars_range.export"]
+    assert any(p.endswith("weights/g2p_en.digest.json") for p in export["file_dep"])
+    assert not any(p.endswith("weights/kokoro.digest.json") for p in export["file_dep"])
+    assert export["actions"][0][1][4] is None  # it takes no voice: a voice change doesn't rebuild it
+    manifest = tasks["manifest"]
+    assert any(p.endswith("g2p/lexicon.digest.json") for p in manifest["file_dep"])
+    # another dialect rebuilds the lexicon only
+    gb = tmp_path / "pipeline.yaml"
+    gb.write_text((ROOT / "pipeline.yaml").read_text().replace("dialect: us", "dialect: gb"))
+    changed = tasks_by_name(gb)
+    assert changed["g2p:lexicon"]["uptodate"][0].config != lexicon["uptodate"][0].config
+    assert changed["g2p:chars_range.export"]["uptodate"][0].config == export["uptodate"][0].config
 
 
 def test_verify_tasks_gate_by_precision_and_output(tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 from ..manifest import load_manifest
 from ..stages.base import HARMONICS, samples_per_frame
 from .backends import make_backend
+from .device_g2p import DeviceG2P, DeviceG2PError
 from .text import MAX_TOKENS, chunk_phonemes, halve, misaki_g2p, speakable
 
 SAMPLE_RATE = 24000
@@ -59,7 +60,9 @@ class _NoFrameBucket(Exception):
 
 
 class Chain:
-    def __init__(self, variant_dir: str | Path, backend: str = "torch", g2p: Callable | None = None):
+    def __init__(self, variant_dir: str | Path, backend: str = "torch", g2p: Callable | str | None = None):
+        """`g2p`: "misaki" (the host reference, the default), "device" (the variant's
+        lexicon and neural G2P artifact, run by `backend`), or any text -> phonemes callable."""
         from ..source.weights import load_weights
 
         self.variant_dir = Path(variant_dir)
@@ -75,9 +78,26 @@ class Chain:
         self.vocab: dict[str, int] = self.config["vocab"]
         self.samples_per_frame = samples_per_frame(self.config)
         self.style_dim = self.config["style_dim"]  # ref_s = [decoder half | predictor half]
-        self._g2p = g2p
+        self._g2p = self._make_g2p(g2p)
+
+    def _make_g2p(self, g2p: Callable | str | None) -> Callable | None:
+        if g2p is None or g2p == "misaki":
+            return None  # loaded on first use: spaCy takes seconds
+        if g2p == "device":
+            try:
+                return DeviceG2P.from_variant(self.variant_dir, self.manifest, self.backend)
+            except DeviceG2PError as error:
+                raise ChainError(str(error)) from None
+        if isinstance(g2p, str):
+            raise ChainError(f"unknown g2p {g2p!r}; known: misaki, device")
+        return g2p
 
     # -- public -------------------------------------------------------------------
+    @property
+    def g2p_neural_words(self) -> list[str]:
+        """The words of the last text the device G2P sent to its neural model."""
+        return list(getattr(self._g2p, "neural_words", []))
+
     def speak(self, text: str, voice: str, speed: float = 1.0, seed: int = 0,
               progress: Callable[[str], None] | None = None) -> Speech:
         if not text or not text.strip():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..runtime.device_g2p import word_ids
 from .base import StageKind, TensorSpec, register_stage
 
 # Words for the example inputs: real words g2p-en must spell out (out of CMUdict-like
@@ -25,12 +26,6 @@ from .base import StageKind, TensorSpec, register_stage
 EXAMPLE_WORDS = ("zyx", "quib", "fromp", "glarbs", "tokenly", "shmoozer", "blorfling",
                  "activation", "unkokorable", "splinterwise", "activationist", "hyperquantized",
                  "overparameterized")
-
-
-def word_ids(word: str, graphemes: list[str]) -> list[int]:
-    """A lowercase word -> g2p-en input ids: letters (others are <unk>), then </s>."""
-    index = {g: i for i, g in enumerate(graphemes)}
-    return [index.get(c, index["<unk>"]) for c in word] + [index["</s>"]]
 
 
 class GruCell(nn.Module):

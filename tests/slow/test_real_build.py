@@ -112,3 +112,46 @@ def test_every_real_artifact_runs_in_the_evaluator_and_passed_its_gate(built):
         for artifact in stage["artifacts"]:
             assert MilEvaluator(built / artifact["package"]).missing_kernels() == set(), artifact["package"]
             assert artifact["verify"]["passed"], artifact
+
+
+@pytest.mark.slow
+def test_g2p_lexicon_and_neural_artifacts(built):
+    """The lexicon file matches its manifest entry; the neural G2P package, run by the
+    MIL evaluator, spells out words exactly as its torch twin does, and its PER on
+    held-out lexicon words (the benchmark's dev split) stays where it was measured."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from g2p import error_rate, held_out_words
+
+    from kokoro_build.package import file_sha256
+    from kokoro_build.runtime.arpabet import to_kokoro
+    from kokoro_build.runtime.backends import make_backend
+    from kokoro_build.runtime.device_g2p import NeuralG2P, read_lexicon
+
+    manifest = json.loads((built / "manifest.json").read_text())
+    stage = manifest["stages"]["g2p"]
+    lexicon_file = built / stage["lexicon"]["path"]
+    assert stage["lexicon"]["sha256"] == file_sha256(lexicon_file)
+    assert stage["lexicon"]["entries"] > 180_000 and stage["lexicon"]["format"] == "kokoro-build-lexicon/1"
+    (artifact,) = stage["artifacts"]
+    assert artifact["flexible"] == {"chars": {"range": [2, 64]}} and artifact["verify"]["passed"]
+    assert 3e6 < artifact["bytes"] < 4e6  # fp32 GRU seq2seq, its step weights shared
+    lexicon = read_lexicon(lexicon_file)
+    words = held_out_words(lexicon, "dev")[:300]
+    mil, twin = (NeuralG2P(stage, make_backend(name, built)) for name in ("mil", "torch"))
+    assert [mil(w) for w in words[:40]] == [twin(w) for w in words[:40]]
+    per = error_rate([(to_kokoro(twin(w)), lexicon[w]) for w in words])
+    assert per < 0.27, per  # measured 22 % on the 2,000 dev words
+
+
+@pytest.mark.slow
+def test_speak_with_the_device_g2p(built, tmp_path):
+    out = tmp_path / "device.wav"
+    result = subprocess.run(
+        [sys.executable, "-m", "kokoro_build.cli", "speak", "Dr. Smith paid $12 for glorptastic tea.",
+         "-o", str(out), "--variant", "real", "--artifacts", str(built.parent), "--g2p", "device",
+         "--backend", "mil"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "neural G2P: glorptastic" in result.stderr
+    import soundfile
+    audio, rate = soundfile.read(out)
+    assert rate == 24000 and len(audio) > 24000 and audio.std() > 0.01

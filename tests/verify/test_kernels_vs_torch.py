@@ -153,3 +153,18 @@ def test_fp16_outputs_are_rounded_and_fp32_mode_is_not():
     assert half[0, 0] == 1.0 and torch.isinf(half[0, 1]) and half[0, 2] == torch.tensor(1e-8).half().float()
     (full,) = evaluate(body, x, precision="fp32")
     assert full[0, 0] == np.float32(1.0 + 2 ** -12) and full[0, 1] == 70000.0
+
+
+@pytest.mark.parametrize("mode, axis", [("update", 0), ("add", 1), ("max", -1)])
+def test_scatter(mode, axis):
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    indices = np.array([2, 0], np.int32)
+    dim = axis % 3
+    updates = rng.standard_normal(tuple(2 if d == dim else s for d, s in enumerate(x.shape))).astype(np.float32)
+    (got,) = evaluate(lambda x: mb.scatter(data=x, indices=indices, updates=updates, axis=axis, mode=mode), x)
+    expected = torch.from_numpy(x.copy())
+    combine = {"update": lambda old, new: new, "add": torch.add, "max": torch.maximum}[mode]
+    for i, target in enumerate(indices):
+        slot = expected.select(dim, int(target))
+        slot.copy_(combine(slot, torch.from_numpy(updates).select(dim, i)))
+    close(got, expected)
