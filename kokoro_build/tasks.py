@@ -26,14 +26,17 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 LOCK_FILES = [PACKAGE_DIR.parent / "requirements" / n for n in ("lock.txt", "nodeps.txt")]
 
 
-def code_files(*patterns: str) -> list[str]:
+def code_files(*patterns: str, exclude: tuple[str, ...] = ()) -> list[str]:
     """Source files (globs relative to kokoro_build/) a step runs, plus the dependency pins."""
     files = {p for pattern in patterns for p in PACKAGE_DIR.glob(pattern) if p.is_file()}
+    files -= {PACKAGE_DIR / name for name in exclude}
     files |= {PACKAGE_DIR / "package.py", PACKAGE_DIR / "memory.py"} | {p for p in LOCK_FILES if p.exists()}
     return sorted(str(p) for p in files)
 
 
 WEIGHTS_CODE = ("source/*.py", "source/data/*.json")
+# Code only the g2p stage runs: a change to it rebuilds nothing of Kokoro's.
+G2P_ONLY = ("source/g2p_en.py", "source/lexicon.py", "stages/g2p.py")
 EXPORT_CODE = ("export.py", "stages/*.py", "surgery/*.py", "surgery/passes/*.py",
                "source/kmodel.py", "source/weights.py", "source/g2p_en.py")
 CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py")
@@ -87,7 +90,7 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
         "basename": "weights",
         "doc": f"Kokoro weights from source {config.model.source.kind} -> {weights.relative_to(out)}",
         "actions": [(_action("kokoro_build.source.weights:build_weights"), [model_slice, str(weights)])],
-        "file_dep": code_files(*WEIGHTS_CODE),
+        "file_dep": code_files(*WEIGHTS_CODE, exclude=G2P_ONLY),
         "targets": [str(weights), str(digest_path(weights))],
         "uptodate": [config_changed(model_slice)],
         "clean": [remove_targets],
@@ -216,6 +219,7 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
     passes = stage.passes()
     voice = config.model.voices[0]
+    not_ours = G2P_ONLY if stage.kind != "g2p" else ()
     if stage.kind == "g2p":  # its own model, which takes no voice
         yield from _g2p_source_tasks(stage_name, stage, out)
         weights, voice = g2p_checkpoint(out), None
@@ -233,7 +237,7 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
             "actions": [(_action("kokoro_build.export:export_stage"),
                          [str(weights), stage.kind, sizes, passes, voice, str(traced), paths.point.flexible,
                           stage.kind_options])],
-            "file_dep": [str(digest_path(weights))] + code_files(*EXPORT_CODE),
+            "file_dep": [str(digest_path(weights))] + code_files(*EXPORT_CODE, exclude=not_ours),
             "targets": [str(traced), str(digest_path(traced))],
             "uptodate": [config_changed(export_slice)],
             "clean": [remove_targets],
@@ -263,7 +267,7 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
                           convert_slice["compute_units"], verify_slice["thresholds"],
                           verify_slice["analyzer"], str(paths.verified), paths.function, str(paths.report)])],
             "file_dep": [str(digest_path(paths.package)), str(paths.report), str(digest_path(traced)),
-                         str(digest_path(weights))] + code_files(*VERIFY_CODE),
+                         str(digest_path(weights))] + code_files(*VERIFY_CODE, exclude=not_ours),
             "targets": [str(paths.verified)],
             "uptodate": [config_changed(verify_slice)],
             "clean": [remove_targets],

@@ -44,6 +44,10 @@ def test_g2p_stage_builds_from_its_own_checkpoint_and_the_lexicon(tmp_path):
     assert any(p.endswith("weights/g2p_en.digest.json") for p in export["file_dep"])
     assert not any(p.endswith("weights/kokoro.digest.json") for p in export["file_dep"])
     assert export["actions"][0][1][4] is None  # it takes no voice: a voice change doesn't rebuild it
+    assert any(p.endswith("stages/g2p.py") for p in export["file_dep"])
+    # G2P-only code is no dependency of Kokoro's weights, exports or verifications
+    for name in ("weights", "duration:tokens_range.export", "vocoder:frames_120.verify"):
+        assert not any(p.endswith(("g2p.py", "g2p_en.py", "lexicon.py")) for p in tasks[name]["file_dep"]), name
     manifest = tasks["manifest"]
     assert any(p.endswith("g2p/lexicon.digest.json") for p in manifest["file_dep"])
     # another dialect rebuilds the lexicon only

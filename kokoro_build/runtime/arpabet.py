@@ -5,8 +5,9 @@ Kokoro's English symbols are misaki's: one letter per phoneme, diphthongs as cap
 written right before the stressed vowel ("hello" -> həlˈO), as in misaki's lexicons.
 The context rules reproduce patterns of the American lexicon (us_gold.json), each
 kept only if it lowered the phoneme error rate on the benchmark's `dev` words:
-flapped t ("water" wˈɔɾəɹ), syllabic l after a reduced vowel ("little" lˈɪɾᵊl),
-and the reduced ᵻ of the -es / -ed endings ("wanted" wˈɑntᵻd).
+flapped t ("water" wˈɔTəɹ: Kokoro v1.0 writes the flap T, source/lexicon.py),
+syllabic l after a reduced vowel ("little" lˈɪTᵊl), and the reduced ᵻ of the -es /
+-ed endings ("wanted" wˈɑntᵻd).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ CONSONANTS = {"B": "b", "CH": "ʧ", "D": "d", "DH": "ð", "F": "f", "G": "ɡ", "
               "K": "k", "L": "l", "M": "m", "N": "n", "NG": "ŋ", "P": "p", "R": "ɹ", "S": "s",
               "SH": "ʃ", "T": "t", "TH": "θ", "V": "v", "W": "w", "Y": "j", "Z": "z", "ZH": "ʒ"}
 STRESS_MARKS = {"1": "ˈ", "2": "ˌ", "0": ""}
+FLAP = "T"  # misaki's ɾ, as Kokoro v1.0 reads it
 
 
 class ArpabetError(ValueError):
@@ -69,7 +71,7 @@ def _vowel(base: str, stress: str, after: str | None, rest: list[str]) -> str:
 
 
 def _consonant(base: str, before: str | None, after: str | None) -> str:
-    # American flap: t between a vowel (or r) and an unstressed vowel, "water" wˈɔɾəɹ
+    # American flap: t between a vowel (or r) and an unstressed vowel, "water" wˈɔTəɹ
     if base == "T" and (_is_vowel(before) or before == "R") and _unstressed(after):
-        return "ɾ"
+        return FLAP
     return CONSONANTS[base]

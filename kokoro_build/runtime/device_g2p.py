@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arpabet import to_kokoro
+from .arpabet import FLAP, to_kokoro
 from .normalize import normalize
 
 PRIMARY, SECONDARY = "ˈ", "ˌ"
@@ -30,8 +30,6 @@ VOICELESS_ED = set("pkfθʃsʧ")
 TAUS = set("AIOWYiuæɑəɛɪɹʊʌ")  # a t after these is flapped before a vowel (American)
 WORD = r"[^\W\d_]+(?:['’][^\W\d_]+)*"
 TOKEN = re.compile(rf"{WORD}(?:-{WORD})*|\.\.\.|[^\w\s]")
-CLOSING = set(",.!?;:…)”")  # "..." starts with "."
-OPENING = set("(“")
 QUOTES = {'"', "“", "”"}
 MAX_CHARS = 63  # the neural artifact's range is chars 2..64, one of them the end mark
 
@@ -77,13 +75,16 @@ class DeviceG2P:
     # -- text ---------------------------------------------------------------------------
     def __call__(self, text: str) -> str:
         self.neural_words = []
-        tokens = TOKEN.findall(normalize(unicodedata.normalize("NFC", text)))
+        text = normalize(unicodedata.normalize("NFC", text))
+        matches = list(TOKEN.finditer(text))
+        tokens = [m.group(0) for m in matches]
+        spaced = [m.start() > 0 and text[m.start() - 1].isspace() for m in matches]
         spoken = [self._word(t) if t[0].isalpha() else t for t in tokens]  # punctuation as is
         for i, token in enumerate(tokens):
             if token[0].isalpha():
                 following = next((s for s in spoken[i + 1:] if s), "")
                 spoken[i] = self._in_context(token, spoken[i], following)
-        return _join(spoken)
+        return _join(spoken, spaced)
 
     @staticmethod
     def _in_context(word: str, phonemes: str, following: str) -> str:
@@ -192,13 +193,13 @@ def _add_ed(stem: str) -> str:
     if stem[-1] == "d":
         return stem + "ᵻd"
     if stem[-1] == "t":
-        return (stem[:-1] + "ɾᵻd") if len(stem) > 1 and stem[-2] in TAUS else stem + "ᵻd"
+        return (stem[:-1] + FLAP + "ᵻd") if len(stem) > 1 and stem[-2] in TAUS else stem + "ᵻd"
     return stem + "d"
 
 
 def _add_ing(stem: str) -> str:
     if stem[-1] == "t" and len(stem) > 1 and stem[-2] in TAUS:
-        return stem[:-1] + "ɾɪŋ"
+        return stem[:-1] + FLAP + "ɪŋ"
     return stem + "ɪŋ"
 
 
@@ -210,16 +211,15 @@ def _compound(parts) -> str:
     return head + PRIMARY + tail if mark else joined
 
 
-def _join(spoken: list[str]) -> str:
-    """Words separated by spaces; closing punctuation sticks to the word before it,
-    opening punctuation to the word after; straight quotes open and close in turn."""
+def _join(spoken: list[str], spaced: list[bool]) -> str:
+    """The tokens' phonemes, spaced as the text spaced the tokens (as misaki keeps each
+    token's whitespace); straight quotes become curly, opening and closing in turn."""
     out, open_quote = "", True
-    for piece in spoken:
+    for piece, space in zip(spoken, spaced):
         if not piece:
             continue
         if piece in QUOTES:
             piece = "“" if open_quote else "”"
             open_quote = not open_quote
-        glue = piece[0] in CLOSING or (out[-1:] in OPENING)
-        out += piece if glue or not out else " " + piece
+        out += (" " if space and out else "") + piece
     return out

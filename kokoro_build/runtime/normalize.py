@@ -1,9 +1,9 @@
 """Text normalization for the device G2P: numbers and common abbreviations become
 words, with no library (a Swift or Kotlin client can port these few rules).
 
-Covered: cardinals (1,250), decimals (3.5), money ($4.99), percentages (45%),
-ordinals (21st), years (1984, 2026), clock times (7:30), and a fixed abbreviation
-table. Anything else is left to the lexicon and the neural model.
+Covered: cardinals (1,250), decimals (3.5), money ($4.99, $3.2 million), percentages
+(45%), ordinals (21st), four-digit numbers read in pairs like years (1984, 2026, as
+misaki does), clock times (7:30), and a fixed abbreviation table. Anything else is left to the lexicon and the neural model.
 """
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ def ordinal(n: int) -> str:
 
 
 def year(n: int) -> str:
-    """1984 -> nineteen eighty-four, 2026 -> twenty twenty-six, 2005 -> two thousand five,
-    1900 -> nineteen hundred."""
+    """1984 -> nineteen eighty four, 2026 -> twenty twenty six, 2005 -> two thousand five,
+    1900 -> nineteen hundred, 4821 -> forty eight twenty one."""
     if 2000 <= n < 2010 or n % 1000 == 0:
         return cardinal(n)
     head, tail = divmod(n, 100)
@@ -79,18 +79,23 @@ def _number(match: re.Match) -> str:
     if len(whole) > MAX_DIGITS:
         return digits(whole)
     spoken = cardinal(int(whole)) if whole else "zero"
-    if "," not in raw and not fraction and len(whole) == 4 and 1100 <= int(whole) <= 2099:
-        spoken = year(int(whole))
+    if "," not in raw and not fraction and len(whole) == 4 and whole[0] != "0":
+        spoken = year(int(whole))  # as misaki: any plain 4-digit number is read in pairs
     return spoken + (" point " + digits(fraction) if fraction else "")
 
 
 def _money(match: re.Match) -> str:
-    dollars, cents = match.group(1).replace(",", ""), match.group(2)
-    amount = int(dollars)
-    words = cardinal(amount) + (" dollar" if amount == 1 else " dollars")
-    if cents and int(cents):
-        words += " and " + cardinal(int(cents)) + (" cent" if int(cents) == 1 else " cents")
-    return words
+    """$12 -> twelve dollars; $4.99 -> four dollars and ninety nine cents; $0.75 ->
+    seventy five cents; $3.2 million -> three point two million dollars."""
+    whole, fraction, scale = match.group(1).replace(",", ""), match.group(2), match.group(3)
+    if scale or (fraction and len(fraction) != 2):
+        amount = cardinal(int(whole)) + (" point " + digits(fraction) if fraction else "")
+        return amount + (" " + scale if scale else "") + " dollars"
+    dollars, cents = int(whole), int(fraction or 0)
+    parts = [cardinal(dollars) + (" dollar" if dollars == 1 else " dollars")] if dollars or not cents else []
+    if cents:
+        parts.append(cardinal(cents) + (" cent" if cents == 1 else " cents"))
+    return " and ".join(parts)
 
 
 def _ordinal(match: re.Match) -> str:
@@ -116,7 +121,8 @@ NUMBER = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
 ABBREVIATION = re.compile(r"(?<![\w.])(?:" + "|".join(re.escape(a) for a in
                           sorted(ABBREVIATIONS, key=len, reverse=True)) + r"|St\.)(?!\w)")
 RULES = (
-    (re.compile(r"\$(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d\d))?\b"), _money),
+    (re.compile(r"\$(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?:\s+(thousand|million|billion|trillion)\b)?"),
+     _money),
     (re.compile(r"\b(\d{1,2}):(\d\d)\b"), _time),
     (re.compile(r"\b(\d{1,3}(?:,\d{3})+|\d+)(?:st|nd|rd|th)\b"), _ordinal),
     (re.compile(r"(" + NUMBER + r")\s?%"), lambda m: _number(re.match(NUMBER, m.group(1))) + " percent"),
@@ -124,9 +130,13 @@ RULES = (
 )
 
 
+# "4B" -> "4 B", "B52" -> "B 52" (but "21st" stays one token)
+DIGITS_MEET_LETTERS = re.compile(r"(?<=\d)(?=[A-Za-z])(?!(?:st|nd|rd|th)\b)|(?<=[A-Za-z])(?=\d)")
+
+
 def normalize(text: str) -> str:
     """Abbreviations and numbers spelled out; everything else as it was."""
-    text = ABBREVIATION.sub(_abbreviation, text)
+    text = DIGITS_MEET_LETTERS.sub(" ", ABBREVIATION.sub(_abbreviation, text))
     for pattern, spell in RULES:
         text = pattern.sub(spell, text)
     return text

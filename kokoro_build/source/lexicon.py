@@ -10,6 +10,11 @@ Format `kokoro-build-lexicon/1` (`<stage>/lexicon.tsv`):
   - a heteronym (misaki keys its readings by part of speech) keeps its DEFAULT reading:
     a device has no tagger.
 Where tiers list the same word, the earlier tier wins (misaki itself prefers gold).
+
+misaki stores the American flap as ɾ and the glottal stop as ʔ, but hands Kokoro
+v1.0 T and t instead (misaki 0.9.4 en.py, `G2P.__call__`: every model version but
+2.0), and Kokoro-82M v1.0 was trained on that output. The lexicon file holds what
+Kokoro reads: T and t.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from ..package import atomic_path, file_sha256, write_digest
 
 FORMAT = "kokoro-build-lexicon/1"
 MODEL_CONFIG = Path(__file__).resolve().parent / "data" / "kokoro-82m.json"
+KOKORO_V1_SYMBOLS = str.maketrans({"ɾ": "T", "ʔ": "t"})
 
 
 class LexiconError(ValueError):
@@ -51,6 +57,7 @@ def read_entries(paths: list[Path], symbols: set[str]) -> tuple[dict[str, str], 
                 value = value.get("DEFAULT")
             if not value:
                 continue
+            value = value.translate(KOKORO_V1_SYMBOLS)
             if any(c in word for c in "\t\n\r") or not word:
                 raise LexiconError(f"{path.name}: word {word!r} can't be stored one per line")
             unknown = set(value) - symbols

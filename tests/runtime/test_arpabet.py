@@ -8,9 +8,9 @@ from kokoro_build.runtime.arpabet import ArpabetError, to_kokoro
     ("HH AH0 L OW1", "həlˈO"),                 # stress mark right before its vowel
     ("W ER1 L D", "wˈɜɹld"),                   # stressed ER
     ("F AA1 DH ER0", "fˈɑðəɹ"),                # unstressed ER
-    ("W AO1 T ER0", "wˈɔɾəɹ"),                 # flap: vowel t unstressed-vowel
+    ("W AO1 T ER0", "wˈɔTəɹ"),                 # flap: vowel t unstressed-vowel
     ("AH0 T AE1 K", "ətˈæk"),                  # no flap before a stressed vowel
-    ("L IH1 T AH0 L", "lˈɪɾᵊl"),               # syllabic l
+    ("L IH1 T AH0 L", "lˈɪTᵊl"),               # syllabic l
     ("AE1 NG G AH0 L Z", "ˈæŋɡᵊlz"),
     ("N EY1 SH AH0 N", "nˈAʃən"),              # ə before n
     ("W AO1 N T IH0 D", "wˈɔntᵻd"),            # the -ed ending

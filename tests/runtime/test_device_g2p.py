@@ -5,10 +5,10 @@ from kokoro_build.runtime.device_g2p import DeviceG2P, DeviceG2PError, read_lexi
 
 LEXICON = {
     "hello": "həlˈO", "world": "wˈɜɹld", "the": "ði", "to": "tu", "a": "ˈA", "an": "æn", "I": "ˈI",
-    "apple": "ˈæpᵊl", "dog": "dˈɔɡ", "cat": "kˈæt", "box": "bˈɑks", "city": "sˈɪɾi", "want": "wˈɑnt",
+    "apple": "ˈæpᵊl", "dog": "dˈɔɡ", "cat": "kˈæt", "box": "bˈɑks", "city": "sˈɪTi", "want": "wˈɑnt",
     "bake": "bˈAk", "stop": "stˈɑp", "need": "nˈid", "wait": "wˈAt", "John": "ʤˈɑn", "well": "wˈɛl",
     "known": "nˈOn", "Aaron": "ˈɛɹən", "NASA": "nˈæsə", "F": "ˈɛf", "B": "bˈi", "two": "tˈu",
-    "forty": "fˈɔɹɾi", "dollars": "dˈɑləɹz", "Doctor": "dˈɑktəɹ", "go": "ɡˈO",
+    "forty": "fˈɔɹTi", "dollars": "dˈɑləɹz", "Doctor": "dˈɑktəɹ", "go": "ɡˈO",
 }
 
 
@@ -33,14 +33,15 @@ def g2p():
     ("the apple, the dog", "ði ˈæpᵊl, ðə dˈɔɡ"),          # the: before a vowel or not
     ("to go to apple to.", "tə ɡˈO tʊ ˈæpᵊl tu."),
     ("a dog an apple I", "ɐ dˈɔɡ ɐn ˈæpᵊl ˌI"),
-    ("cats boxes cities John's", "kˈæts bˈɑksᵻz sˈɪɾiz ʤˈɑnz"),   # -s, -es, -ies, 's
-    ("wanted baked stopped needed waited", "wˈɑntᵻd bˈAkt stˈɑpt nˈidᵻd wˈAɾᵻd"),
-    ("baking stopping waiting", "bˈAkɪŋ stˈɑpɪŋ wˈAɾɪŋ"),
+    ("cats boxes cities John's", "kˈæts bˈɑksᵻz sˈɪTiz ʤˈɑnz"),   # -s, -es, -ies, 's
+    ("wanted baked stopped needed waited", "wˈɑntᵻd bˈAkt stˈɑpt nˈidᵻd wˈATᵻd"),
+    ("baking stopping waiting", "bˈAkɪŋ stˈɑpɪŋ wˈATɪŋ"),
     ("well-known", "wˌɛlnˈOn"),                         # compound: one primary stress, the last
     ("FB", "ˌɛfbˈi"),                                    # an unknown acronym, letter by letter
     ("NASA", "nˈæsə"),
     ('He said "hello" (twice)', "zˈɪp zˈɪp “həlˈO” (zˈɪp)"),
-    ("Dr. Hello has $42... ok", "dˈɑktəɹ həlˈO zˈɪp fˈɔɹɾi tˈu dˈɑləɹz... zˈɪp"),
+    ("hello—world - hello", "həlˈO—wˈɜɹld - həlˈO"),     # spaced as the text is
+    ("Dr. Hello has $42... ok", "dˈɑktəɹ həlˈO zˈɪp fˈɔɹTi tˈu dˈɑləɹz... zˈɪp"),
 ])
 def test_text(g2p, text, phonemes):
     assert g2p(text) == phonemes

@@ -36,6 +36,10 @@ def test_year(n, words):
     ("St. Louis is on Main St. today", "Saint Louis is on Main Street today"),
     ("fruit, e.g. apples, etc.", "fruit, for example apples, et cetera"),
     ("42", "forty two"),
+    ("Apartment 4B, a B52 and the 2nd", "Apartment four B, a B fifty two and the second"),
+    ("$0.75 and $4.00", "seventy five cents and four dollars"),
+    ("$3.2 million or $3.5", "three point two million dollars or three point five dollars"),
+    ("ends in 4821, not 0412", "ends in forty eight twenty one, not four hundred twelve"),
     ("1234567890123456789", "one two three four five six seven eight nine zero one two three four "
                             "five six seven eight nine"),
 ])
