@@ -57,8 +57,8 @@ def word_ids(word: str, graphemes: list[str]) -> list[int]:
 
 class DeviceG2P:
     def __init__(self, lexicon: dict[str, str], neural=None):
-        """`neural(word) -> ARPAbet list` for out-of-lexicon words (None: such words
-        are dropped and counted in `self.unknown`)."""
+        """`neural(letters) -> ARPAbet list` for out-of-lexicon words (None: such
+        words are dropped)."""
         self.lexicon = lexicon
         self.neural = neural
         self.neural_words: list[str] = []  # words the last call sent to the neural model
