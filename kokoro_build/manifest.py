@@ -35,6 +35,7 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
                 "sha256": package["sha256"], "bytes": package["bytes"],
                 "inputs": report["inputs"], "outputs": report["outputs"],
                 "precision": report["precision"], "compute_units": report["compute_units"],
+                "compress": report.get("compress"),
                 "verify_report": _rel(entry["verify"], root),
                 "verify": {"passed": verified["verify"]["passed"],
                            "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}},

@@ -141,19 +141,21 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
 @dataclass(frozen=True)
 class ArtifactPaths:
     """Where one artifact of a stage is built. `converted` is what ct.convert writes;
-    `package` is what ships: the same, or with `packaging: multifunction` the stage's
-    merged package, in which the artifact is `function`."""
+    `bucket` is the bucket's finished package: the same, or with `compress:` the
+    compressed one; `package` is what ships: the bucket, or with `packaging:
+    multifunction` the stage's merged package, in which the bucket is `function`."""
 
     point: ShapePoint
     traced: Path
     converted: Path
+    bucket: Path
     package: Path
     function: str | None
     verified: Path  # <stage>/<label>.verify.json
 
     @property
     def report(self) -> Path:
-        return report_path(self.converted)
+        return report_path(self.bucket)
 
     def manifest_entry(self) -> dict:
         return {"sizes": self.point.sizes, "traced": str(self.traced), "package": str(self.package),
@@ -171,10 +173,11 @@ def _stage_paths(out: Path, stage_name: str, stage: StageConfig) -> list[Artifac
         work = out / "_work" / stage_name
         # a merged stage's buckets are intermediates (their own folder: a digest is
         # named by the stem, and the traced twin's is `<label>.digest.json` already)
-        converted = (work / "functions" if merged else out / stage_name) / f"{point.label}.mlpackage"
+        bucket = (work / "functions" if merged else out / stage_name) / f"{point.label}.mlpackage"
+        converted = work / "converted" / f"{point.label}.mlpackage" if stage.compress else bucket
         paths.append(ArtifactPaths(
-            point, work / f"{point.label}.traced.pt", converted,
-            merged_package(out, stage_name) if merged else converted,
+            point, work / f"{point.label}.traced.pt", converted, bucket,
+            merged_package(out, stage_name) if merged else bucket,
             point.label if merged else None, out / stage_name / f"{point.label}.verify.json"))
     return paths
 
@@ -247,12 +250,14 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
             "doc": f"ct.convert {stage_name} at {label} -> {paths.converted.relative_to(out)}",
             "actions": [(_action("kokoro_build.convert:convert_stage"),
                          [str(traced), convert_slice["precision"], convert_slice["compute_units"],
-                          convert_slice["deployment"], str(paths.converted), str(paths.report)])],
+                          convert_slice["deployment"], str(paths.converted), str(report_path(paths.converted))])],
             "file_dep": [str(digest_path(traced))] + code_files(*CONVERT_CODE),
-            "targets": [str(paths.converted), str(paths.report), str(digest_path(paths.converted))],
+            "targets": [str(paths.converted), str(report_path(paths.converted)), str(digest_path(paths.converted))],
             "uptodate": [config_changed(convert_slice)],
             "clean": [remove_targets],
         }
+        if stage.compress:
+            yield _compress_task(stage_name, stage, paths, out)
         verify_slice = {"precision": convert_slice["precision"],
                         "thresholds": config.stage_thresholds(stage_name),
                         "analyzer": config.verify.ane.analyzer, "run": export_slice,
@@ -276,10 +281,26 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
         yield _merge_task(stage_name, all_paths, out)
 
 
+def _compress_task(stage_name: str, stage: StageConfig, paths: ArtifactPaths, out: Path) -> dict:
+    block = stage.compress.model_dump(mode="json")
+    return {
+        "basename": stage_name, "name": f"{paths.point.label}.compress",
+        "doc": f"compress {stage_name} at {paths.point.label} -> {paths.bucket.relative_to(out)}",
+        "actions": [(_action("kokoro_build.compress:compress_stage"),
+                     [str(paths.converted), str(report_path(paths.converted)), block, str(paths.bucket),
+                      str(paths.report)])],
+        "file_dep": [str(digest_path(paths.converted))] + code_files("compress.py", "compress_schema.py",
+                                                                      "convert.py"),
+        "targets": [str(paths.bucket), str(paths.report), str(digest_path(paths.bucket))],
+        "uptodate": [config_changed(block)],
+        "clean": [remove_targets],
+    }
+
+
 def _merge_task(stage_name: str, all_paths: list[ArtifactPaths], out: Path) -> dict:
     """One package from the stage's converted buckets, a function each; the largest
     bucket is the default function (as `enumerated` defaults to the largest size)."""
-    functions = {paths.function: str(paths.converted) for paths in all_paths}
+    functions = {paths.function: str(paths.bucket) for paths in all_paths}
     default = all_paths[-1].function
     package = all_paths[0].package
     return {

@@ -147,6 +147,24 @@ def test_default_pipeline_is_valid():
       "    packaging: multifunction\n    shapes: {frames: {range: [120, 200]}}\n"),
      "pipeline.yaml:9: stages.vocoder.packaging: multifunction packs a stage's buckets as functions; "
      "every dimension needs `buckets` (frames is range)"),
+    # compression: an iOS18-only method on iOS17, located at the override that asks for it
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress:\n      palettize: {nbits: 6}\n"
+      "      op_types: {conv_transpose: {linear: {dtype: int4}}}\n"),
+     "pipeline.yaml:11: stages.vocoder.compress.op_types.conv_transpose.linear: dtype int4 needs "
+     "deployment iOS18 or macOS15 (this target is iOS17)"),
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress: {palettize: {nbits: 5}}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress.palettize.nbits: Input should be 2, 4, 6 or 8"),
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress: {palettize: {nbits: 6, group_size: 8}}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress.palettize.group_size: only with granularity "
+     "per_grouped_channel (this is per_tensor)"),
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress: {linear: {}, palettize: {nbits: 8}}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress: give one of linear, palettize as the stage's method"),
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress: {op_types: {softmax: {linear: {}}}}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress.op_types: 'softmax' is not an op type with weights"),
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress: {op_names: {conv_1: {}}}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress.op_names.conv_1: give exactly one of linear, palettize (got none)"),
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress: {}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress: compresses nothing"),
     # a lexicon on a stage that isn't g2p
     (("    kind: vocoder\n", "    kind: vocoder\n    lexicon: {dialect: us}\n"),
      "pipeline.yaml:9: stages.vocoder.lexicon: only g2p stages take it (this one is vocoder)"),

@@ -176,3 +176,25 @@ def test_recipes_validate_and_build_beside_the_default_variant(recipe):
     assert config.name == recipe.stem
     assert artifacts_dir(config, recipe) == ROOT / "artifacts" / recipe.stem
     assert "manifest" in tasks_by_name(recipe)
+
+
+def test_compress_runs_between_convert_and_verify_and_watches_only_its_block(tmp_path):
+    def pipeline(bits):
+        path = tmp_path / f"pal{bits}.yaml"
+        path.write_text((ROOT / "pipeline.yaml").read_text().replace(
+            "    surgery: {preset: coreml-default}\n",
+            f"    surgery: {{preset: coreml-default}}\n    compress: {{palettize: {{nbits: {bits}}}}}\n"))
+        return tasks_by_name(path)
+    six, four = pipeline(6), pipeline(4)
+    convert, compress, verify = (six[f"vocoder:frames_120.{s}"] for s in ("convert", "compress", "verify"))
+    assert convert["targets"][0].endswith("_work/vocoder/converted/frames_120.mlpackage")
+    assert compress["targets"][0].endswith("default/vocoder/frames_120.mlpackage")
+    assert any(p.endswith("_work/vocoder/converted/frames_120.digest.json") for p in compress["file_dep"])
+    assert any(p.endswith("default/vocoder/frames_120.digest.json") for p in verify["file_dep"])
+    assert "prosody:frames_120.compress" not in six  # only the stage that asks
+    for name in ("vocoder:frames_120.export", "vocoder:frames_120.convert"):
+        assert six[name]["uptodate"][0].config == four[name]["uptodate"][0].config
+    assert six["vocoder:frames_120.compress"]["uptodate"][0].config != \
+        four["vocoder:frames_120.compress"]["uptodate"][0].config
+    # compressed artifacts are gated by verify.parity.compressed_min_psnr_db
+    assert verify["actions"][0][1][11]["min_psnr_db"] == 20.0

@@ -1,0 +1,85 @@
+"""The compress block on a small converted model: which ops each method reaches,
+overrides by op type and name, metadata kept, output still close."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from kokoro_build.compress import compress_model
+from kokoro_build.compress_schema import CompressConfig
+
+ct = pytest.importorskip("coremltools")
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv = nn.Conv1d(64, 64, 3, padding=1)
+        self.conv2 = nn.Conv1d(64, 64, 3, padding=1)
+        self.proj = nn.Linear(64, 48)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+
+    def forward(self, x):
+        return self.proj(torch.relu(self.conv2(torch.relu(self.conv(x)))).transpose(1, 2))
+
+
+@pytest.fixture(scope="module")
+def converted():
+    example = torch.randn(1, 64, 20, generator=torch.Generator().manual_seed(1))
+    traced = torch.jit.trace(Small().eval(), example)
+    model = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, 64, 20))],
+                       outputs=[ct.TensorType(name="y")], convert_to="mlprogram",
+                       minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32)
+    model.user_defined_metadata["kokoro_build.provenance"] = "{}"
+    with torch.no_grad():
+        expected = Small().eval()(example).numpy()
+    return model, example.numpy(), expected
+
+
+def ops(model) -> dict[str, int]:
+    from kokoro_build.convert import op_census
+    return op_census(model)
+
+
+def run(model, x, tmp_path):
+    from kokoro_build.verify.mil_eval import MilEvaluator
+    path = tmp_path / "m.mlpackage"
+    model.save(str(path))
+    return MilEvaluator(path, "fp32").run({"x": x})["y"]
+
+
+def test_palettize_everything_big_enough(converted, tmp_path):
+    model, x, expected = converted
+    out = compress_model(model, CompressConfig.model_validate({"palettize": {"nbits": 6}}))
+    assert ops(out).get("constexpr_lut_to_dense") == 3  # two convs and the linear (> 2048 weights)
+    assert "kokoro_build.provenance" in out.user_defined_metadata
+    assert '"nbits": 6' in out.user_defined_metadata["kokoro_build.compress"]
+    got = run(out, x, tmp_path)
+    assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.999
+
+
+def test_mixed_methods_and_overrides(converted, tmp_path):
+    model, x, expected = converted
+    block = CompressConfig.model_validate({
+        "palettize": {"nbits": 8}, "op_types": {"linear": {"linear": {}}},
+        "op_names": {}, "min_weight_elements": 2048})
+    census = ops(compress_model(model, block))
+    assert census.get("constexpr_lut_to_dense") == 2 and census.get("constexpr_affine_dequantize") == 1
+    # null leaves an op type alone; a high threshold leaves everything alone
+    census = ops(compress_model(model, CompressConfig.model_validate(
+        {"linear": {}, "op_types": {"conv": None}})))
+    assert census.get("constexpr_affine_dequantize") == 1 and "constexpr_lut_to_dense" not in census
+    census = ops(compress_model(model, CompressConfig.model_validate(
+        {"linear": {}, "min_weight_elements": 100_000})))
+    assert not any(op.startswith("constexpr") for op in census)
+
+
+def test_op_names_reach_one_op(converted):
+    model, _, _ = converted
+    conv_names = [op.name for op in model._mil_program.functions["main"].operations if op.op_type == "conv"]
+    census = ops(compress_model(model, CompressConfig.model_validate(
+        {"op_names": {conv_names[0]: {"palettize": {"nbits": 4}}}})))
+    assert census.get("constexpr_lut_to_dense") == 1
