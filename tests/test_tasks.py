@@ -198,3 +198,14 @@ def test_compress_runs_between_convert_and_verify_and_watches_only_its_block(tmp
         four["vocoder:frames_120.compress"]["uptodate"][0].config
     # compressed artifacts are gated by verify.parity.compressed_min_psnr_db
     assert verify["actions"][0][1][11]["min_psnr_db"] == 20.0
+
+
+def test_a_multifunction_stage_compresses_each_bucket_before_the_merge(tmp_path):
+    path = tmp_path / "mf.yaml"
+    path.write_text((ROOT / "recipes" / "multifunction.yaml").read_text().replace(
+        "    kind: vocoder\n", "    kind: vocoder\n    compress: {linear: {}}\n", 1))
+    tasks = tasks_by_name(path)
+    compress, merge = tasks["vocoder:frames_120.compress"], tasks["vocoder:merge"]
+    assert compress["targets"][0].endswith("_work/vocoder/functions/frames_120.mlpackage")
+    assert any(p.endswith("_work/vocoder/functions/frames_120.digest.json") for p in merge["file_dep"])
+    assert tasks["vocoder:frames_120.convert"]["targets"][0].endswith("_work/vocoder/converted/frames_120.mlpackage")
