@@ -4,6 +4,9 @@ Per stage and shape, three steps (each a task):
   <stage>:<shape>.export   surgery + trace   -> _work/<stage>/<shape>.traced.pt (+ digest)
   <stage>:<shape>.convert  ct.convert        -> <stage>/<shape>.mlpackage (+ digest, report)
   <stage>:<shape>.verify   MIL evaluator vs torch twin, ANE analyzer -> <stage>/<shape>.verify.json
+With a `compress:` block, conversion goes to `_work/<stage>/converted/` and
+  <stage>:<shape>.compress coremltools.optimize -> <stage>/<shape>.mlpackage
+runs before verify.
 With `packaging: multifunction`, the conversions go to `_work/<stage>/functions/` and
   <stage>:merge                one package, a function per bucket -> <stage>/<stage>.mlpackage
 runs before the verify steps, which then run each function of the merged package.
