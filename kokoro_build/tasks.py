@@ -7,7 +7,7 @@ Per stage and shape, three steps (each a task):
 With a `compress:` block, conversion goes to `_work/<stage>/converted/` and
   <stage>:<shape>.compress coremltools.optimize -> <stage>/<shape>.mlpackage
 runs before verify.
-With `packaging: multifunction`, the conversions go to `_work/<stage>/functions/` and
+With `packaging: multifunction`, the buckets' packages go to `_work/<stage>/functions/` and
   <stage>:merge                one package, a function per bucket -> <stage>/<stage>.mlpackage
 runs before the verify steps, which then run each function of the merged package.
 All of it is fed by one `weights` task. Each task's `uptodate` watches only the config
