@@ -168,3 +168,30 @@ def test_scatter(mode, axis):
         slot = expected.select(dim, int(target))
         slot.copy_(combine(slot, torch.from_numpy(updates).select(dim, i)))
     close(got, expected)
+
+
+@pytest.mark.parametrize("dtype, zero_point, per_axis", [("int8", None, False), ("uint8", 128, False),
+                                                          ("int8", None, True)])
+def test_quantize_reshape_dequantize(dtype, zero_point, per_axis):
+    """W8A8's activation ops: quantize, a reshape on the int8 data (what coremltools'
+    int_op_canonicalization leaves), dequantize; against the equations."""
+    x = (3 * rng.standard_normal((1, 4, 6))).astype(np.float32)
+    scale = np.array([0.02, 0.05, 0.1, 0.04], np.float32) if per_axis else np.float32(0.05)
+    kwargs = {"scale": scale, "output_dtype": dtype, **({"axis": 1} if per_axis else {})}
+    zp = None
+    if zero_point is not None:
+        zp = np.uint8(zero_point) if dtype == "uint8" else np.int8(zero_point)
+        kwargs["zero_point"] = zp
+    dq = {k: v for k, v in kwargs.items() if k != "output_dtype"}
+
+    def body(x):
+        q = mb.quantize(input=x, **kwargs)
+        q = mb.reshape(x=q, shape=[1, 4, 3, 2])
+        return mb.dequantize(input=mb.reshape(x=q, shape=[1, 4, 6]), **dq)
+    (got,) = evaluate(body, x)
+    s = scale.reshape(1, 4, 1) if per_axis else scale
+    low, high = (-128, 127) if dtype == "int8" else (0, 255)
+    q = np.clip(np.round(x / s) + (0 if zp is None else float(zp)), low, high)
+    expected = (q - (0 if zp is None else float(zp))) * s
+    close(got, torch.from_numpy(expected.astype(np.float32)), tol=1e-6)
+    assert float((got - torch.from_numpy(x)).abs().max()) > 0  # it did quantize
