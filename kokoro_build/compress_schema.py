@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 NEWEST = ("iOS18", "macOS15")
 # MIL op types that hold compressible weights (what op_types may name)
-WEIGHT_OPS = ("conv", "conv_transpose", "linear", "matmul", "lstm", "gather", "embedding")
+WEIGHT_OPS = ("conv", "conv_transpose", "linear", "matmul", "lstm", "gather")
 
 
 class _Strict(BaseModel):

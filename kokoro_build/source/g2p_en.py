@@ -76,8 +76,5 @@ def build_checkpoint(out_path: str) -> None:
 
 
 def load_checkpoint(path: str) -> dict:
-    import torch
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("format") != FORMAT:
-        raise G2PSourceError(f"{path}: not a kokoro-build G2P checkpoint (format {blob.get('format')!r})")
-    return blob
+    from .weights import load_blob
+    return load_blob(path, FORMAT, "G2P checkpoint", G2PSourceError)

@@ -41,10 +41,15 @@ def build_weights(model_cfg: dict, out_path: str) -> None:
 
 
 def load_weights(path: str) -> dict:
+    return load_blob(path, FORMAT, "weights file")
+
+
+def load_blob(path: str, expected_format: str, what: str, error: type[Exception] = ValueError) -> dict:
+    """A kokoro-build torch file (tensors and plain data only) of the expected format."""
     import torch
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a kokoro-build weights file (format {blob.get('format')!r})")
+    if blob.get("format") != expected_format:
+        raise error(f"{path}: not a kokoro-build {what} (format {blob.get('format')!r})")
     return blob
 
 
