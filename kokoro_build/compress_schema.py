@@ -1,11 +1,12 @@
-"""A stage's `compress:` block: weight compression as small YAML, mapped onto
-coremltools.optimize.coreml by compress.py. Pure description (no coremltools here).
+"""A stage's `compress:` block: weight compression, and W8A8's activation
+quantization, as small YAML, mapped onto coremltools.optimize.coreml by compress.py. Pure description (no coremltools here).
 
     compress:
       palettize: {nbits: 6}              # or linear: {dtype: int8, granularity: per_channel}
       min_weight_elements: 2048          # smaller constants stay as they are
       op_types: {conv_transpose: {linear: {}}, linear: null}   # null: leave uncompressed
       op_names: {some_op: {palettize: {nbits: 8}}}
+      activations: {}                    # W8A8's A8: needs the top-level `calibration:` block
 
 Which op a setting reaches: its name, else its type, else the global one (as
 coremltools resolves OptimizationConfig). Combinations coremltools 9.0 only takes on a
@@ -20,6 +21,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 NEWEST = ("iOS18", "macOS15")
+# quantize / dequantize, which activation quantization inserts, are iOS17 ops
+ACTIVATION_TARGETS = ("iOS17", "iOS18", "macOS14", "macOS15")
 # MIL op types that hold compressible weights (what op_types may name)
 WEIGHT_OPS = ("conv", "conv_transpose", "linear", "matmul", "lstm", "gather")
 
@@ -69,6 +72,19 @@ class Palettization(_Strict):
         return "granularity per_grouped_channel" if self.granularity == "per_grouped_channel" else None
 
 
+class ActivationQuantization(_Strict):
+    """A8: a quantize -> dequantize pair (8 bits, one scale per tensor, from the
+    calibration run's ranges) around the inputs and outputs of conv, linear, add and
+    pooling ops, the pattern the Neural Engine runs in int8 (compress.py)."""
+
+    dtype: Literal["int8", "uint8"] = "int8"
+    mode: Literal["linear_symmetric", "linear"] = "linear_symmetric"
+    # which of those ops get pairs (the int8-int8 compute is in conv and linear; the
+    # vocoder's adds carried most of its A8 loss, BENCHMARKS.md)
+    op_types: tuple[Literal["conv", "linear", "add", "avg_pool", "max_pool"], ...] = \
+        ("conv", "linear", "add", "avg_pool", "max_pool")
+
+
 class WeightMethod(_Strict):
     """Exactly one method for a group of ops."""
 
@@ -94,14 +110,16 @@ class CompressConfig(_Strict):
     min_weight_elements: int = Field(2048, ge=0)
     op_types: dict[str, WeightMethod | None] = {}
     op_names: dict[str, WeightMethod | None] = {}
+    activations: ActivationQuantization | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "CompressConfig":
         if self.linear is not None and self.palettize is not None:
             raise ValueError("give one of linear, palettize as the stage's method (per-op "
                              "methods go under op_types / op_names)")
-        if self.linear is None and self.palettize is None and not self.op_types and not self.op_names:
-            raise ValueError("compresses nothing: give linear, palettize, op_types or op_names")
+        if self.linear is None and self.palettize is None and not self.op_types and not self.op_names \
+                and self.activations is None:
+            raise ValueError("compresses nothing: give linear, palettize, op_types, op_names or activations")
         unknown = [t for t in self.op_types if t not in WEIGHT_OPS]
         if unknown:
             raise ValueError(f"op_types: {unknown[0]!r} is not an op type with weights; "
@@ -119,6 +137,9 @@ class CompressConfig(_Strict):
     def target_problem(self, deployment: str) -> str | None:
         """`path: ...: message` (the config locator's convention) if a method needs a
         newer deployment target than `deployment`."""
+        if self.activations is not None and deployment not in ACTIVATION_TARGETS:
+            return (f"activations: needs deployment iOS17 or macOS14 or newer (its quantize and "
+                    f"dequantize ops; this target is {deployment})")
         if deployment in NEWEST:
             return None
         for path, method in self.methods():

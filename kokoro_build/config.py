@@ -377,6 +377,37 @@ class AudioConfig(Strict):
     min_pesq: float | None = Field(default=4.0, ge=1.0, le=4.64)  # wideband MOS-LQO range
     max_mcd_db: float | None = Field(default=0.5, ge=0.0)
     min_mel_correlation: float | None = Field(default=0.99, ge=-1.0, le=1.0)
+    # false: a missed gate is reported (report.md, a warning) but does not fail the
+    # build; for recipes that measure a trade-off rather than ship
+    enforce: bool = True
+
+
+class CalibrationConfig(Strict):
+    """W8A8's calibration set: the first `count` texts, spoken with `voice` through the
+    chain of converted (not yet compressed) packages in the MIL evaluator, which
+    records every activation's range (calibrate.py)."""
+
+    texts: list[str] = Field(min_length=1)
+    count: PositiveInt | None = None  # N: the first N texts (default: all)
+    voice: str | None = None  # default: the model's first voice
+
+    @field_validator("texts")
+    @classmethod
+    def _speakable(cls, texts: list[str]) -> list[str]:
+        for index, text in enumerate(texts):
+            if not text.strip():
+                raise ValueError(f"text {index} is blank: it calibrates nothing")
+        return texts
+
+    @model_validator(mode="after")
+    def _count_fits(self) -> "CalibrationConfig":
+        if self.count is not None and self.count > len(self.texts):
+            raise ValueError(f"count: {self.count} texts asked for, {len(self.texts)} given")
+        return self
+
+    @property
+    def chosen_texts(self) -> list[str]:
+        return self.texts[: self.count or len(self.texts)]
 
 
 class VerifyConfig(Strict):
@@ -392,6 +423,7 @@ class PipelineConfig(Strict):
     target: TargetConfig = Field(default_factory=TargetConfig)
     defaults: Defaults = Field(default_factory=Defaults)
     stages: dict[str, StageConfig] = Field(min_length=1)
+    calibration: CalibrationConfig | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
     @field_validator("stages")
@@ -424,6 +456,37 @@ class PipelineConfig(Strict):
                         f"{stage.kind} stage need deployment iOS18 or macOS15 (ct.convert "
                         f"allows one enumerated input below that); use range or buckets")
         return stages
+
+    @model_validator(mode="after")
+    def _calibration_fits(self) -> "PipelineConfig":
+        """A8 needs ranges (the calibration block) and an fp16 program: coremltools'
+        suffix pass builds its scales in fp16 (optimize/_utils.get_min_and_max_values),
+        which an fp32 program's quantize op refuses."""
+        for name, stage in self.stages.items():
+            if stage.compress is None or stage.compress.activations is None:
+                continue
+            where = f"stages: {name}: compress: activations"
+            if self.calibration is None:
+                raise ValueError(f"{where}: needs a top-level `calibration:` block (the texts "
+                                 "whose activation ranges set the scales)")
+            if self.stage_precision(name) != "fp16":
+                raise ValueError(f"{where}: needs precision fp16 (this stage is "
+                                 f"{self.stage_precision(name)}; the activation passes build fp16 scales)")
+        voice = self.calibration.voice if self.calibration else None
+        if voice and voice not in self.model.voices:
+            raise ValueError(f"calibration: voice: {voice!r} is not one of model.voices "
+                             f"({', '.join(self.model.voices)})")
+        return self
+
+    @property
+    def calibration_voice(self) -> str:
+        return (self.calibration and self.calibration.voice) or self.model.voices[0]
+
+    @property
+    def activation_stages(self) -> list[str]:
+        """Stages whose compress block quantizes activations (they need the calibration task)."""
+        return [name for name, stage in self.stages.items()
+                if stage.compress is not None and stage.compress.activations is not None]
 
     def stage_precision(self, stage: str) -> str:
         return self.stages[stage].precision or self.defaults.precision

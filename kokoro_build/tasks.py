@@ -10,6 +10,10 @@ runs before verify.
 With `packaging: multifunction`, the buckets' packages go to `_work/<stage>/functions/` and
   <stage>:merge                one package, a function per bucket -> <stage>/<stage>.mlpackage
 runs before the verify steps, which then run each function of the merged package.
+With `compress: {activations: ...}` (A8) on some stage, one
+  calibration               the chain speaks calibration.texts through every stage's
+                            converted package (MIL evaluator) -> _work/calibration.json
+feeds those stages' compress steps.
 All of it is fed by one `weights` task. Each task's `uptodate` watches only the config
 slice it reads, and its `file_dep` lists upstream digests plus the code it runs.
 """
@@ -99,17 +103,20 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
         "clean": [remove_targets],
     }
     manifest_stages = {}
+    calibration = calibration_path(out) if config.activation_stages else None
     for stage_name, stage in config.stages.items():
         if not stage.builds_artifacts:  # the chain does this step on the host
             manifest_stages[stage_name] = {"kind": stage.kind, "where": "host", "artifacts": []}
             continue
-        yield from _stage_tasks(config, stage_name, stage, out, weights)
+        yield from _stage_tasks(config, stage_name, stage, out, weights, calibration)
         manifest_stages[stage_name] = {
             "kind": stage.kind, "options": stage.kind_options, "packaging": stage.packaging,
             "artifacts": [paths.manifest_entry() for paths in _stage_paths(out, stage_name, stage)]}
         if stage.kind == "g2p":
             manifest_stages[stage_name].update(lexicon=str(lexicon_path(out, stage_name)),
                                                checkpoint=str(g2p_checkpoint(out)))
+    if calibration is not None:
+        yield _calibration_task(config, out, weights, calibration)
     manifest = out / "manifest.json"
     artifacts = [a for s in manifest_stages.values() for a in s["artifacts"]]
     packages = sorted({a["package"] for a in artifacts})
@@ -221,7 +228,43 @@ def _g2p_source_tasks(stage_name: str, stage: StageConfig, out: Path) -> Iterato
     }
 
 
-def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
+def calibration_path(out: Path) -> Path:
+    return out / "_work" / "calibration.json"
+
+
+def _calibration_task(config: PipelineConfig, out: Path, weights: Path, target: Path) -> dict:
+    """The chain over every stage's converted package (G2P aside: the chain's text
+    goes through misaki), recording activation ranges for the A8 stages."""
+    stages, required = {}, []
+    for stage_name, stage in config.stages.items():
+        if stage.kind == "g2p":
+            continue
+        all_paths = _stage_paths(out, stage_name, stage) if stage.builds_artifacts else []
+        stages[stage_name] = {"kind": stage.kind, "artifacts": [
+            {"sizes": p.point.sizes, "package": str(p.converted), "traced": str(p.traced),
+             "report": str(report_path(p.converted))} for p in all_paths]}
+        if stage_name in config.activation_stages:
+            required += [str(p.converted) for p in all_paths]
+    converted = [a["package"] for s in stages.values() for a in s["artifacts"]]
+    run_slice = {"texts": config.calibration.chosen_texts, "voice": config.calibration_voice}
+    return {
+        "basename": "calibration",
+        "doc": f"W8A8: speak {len(run_slice['texts'])} calibration texts through the converted "
+               f"packages -> {target.relative_to(out)} (activation ranges)",
+        "actions": [(_action("kokoro_build.calibrate:calibrate"),
+                     [config.name, str(out), str(weights), stages, run_slice["texts"], run_slice["voice"],
+                      required, str(target)])],
+        "file_dep": [str(digest_path(weights))] + [str(digest_path(p)) for p in converted] +
+                    [str(report_path(p)) for p in converted] +
+                    code_files("calibrate.py", "runtime/*.py", "verify/*.py", "verify/kernels/*.py",
+                               "stages/base.py", "surgery/passes/noise.py"),
+        "targets": [str(target)],
+        "uptodate": [config_changed(run_slice)],
+        "clean": [remove_targets],
+    }
+
+
+def _stage_tasks(config, stage_name, stage, out, weights, calibration: Path | None) -> Iterator[dict]:
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
     passes = stage.passes()
     voice = config.model.voices[0]
@@ -260,7 +303,7 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
             "clean": [remove_targets],
         }
         if stage.compress:
-            yield _compress_task(stage_name, stage, paths, out)
+            yield _compress_task(stage_name, stage, paths, out, calibration)
         verify_slice = {"precision": convert_slice["precision"],
                         "thresholds": config.stage_thresholds(stage_name),
                         "analyzer": config.verify.ane.analyzer, "run": export_slice,
@@ -284,16 +327,21 @@ def _stage_tasks(config, stage_name, stage, out, weights) -> Iterator[dict]:
         yield _merge_task(stage_name, all_paths, out)
 
 
-def _compress_task(stage_name: str, stage: StageConfig, paths: ArtifactPaths, out: Path) -> dict:
+def _compress_task(stage_name: str, stage: StageConfig, paths: ArtifactPaths, out: Path,
+                   calibration: Path | None) -> dict:
     block = stage.compress.model_dump(mode="json")
+    ranges, extra_deps = None, []
+    if stage.compress.activations is not None:  # A8: the calibrated ranges of this package
+        ranges = (str(calibration), str(paths.converted.relative_to(out)))
+        extra_deps = [str(calibration), *code_files("calibrate.py", "verify/mil_eval.py")]
     return {
         "basename": stage_name, "name": f"{paths.point.label}.compress",
         "doc": f"compress {stage_name} at {paths.point.label} -> {paths.bucket.relative_to(out)}",
         "actions": [(_action("kokoro_build.compress:compress_stage"),
                      [str(paths.converted), str(report_path(paths.converted)), block, str(paths.bucket),
-                      str(paths.report)])],
-        "file_dep": [str(digest_path(paths.converted))] + code_files("compress.py", "compress_schema.py",
-                                                                      "convert.py"),
+                      str(paths.report), ranges])],
+        "file_dep": [str(digest_path(paths.converted))] + extra_deps +
+                    code_files("compress.py", "compress_schema.py", "convert.py"),
         "targets": [str(paths.bucket), str(paths.report), str(digest_path(paths.bucket))],
         "uptodate": [config_changed(block)],
         "clean": [remove_targets],

@@ -165,6 +165,24 @@ def test_default_pipeline_is_valid():
      "pipeline.yaml:9: stages.vocoder.compress.op_names.conv_1: give exactly one of linear, palettize (got none)"),
     (("    kind: vocoder\n", "    kind: vocoder\n    compress: {}\n"),
      "pipeline.yaml:9: stages.vocoder.compress: compresses nothing"),
+    # A8: needs the calibration block, an fp16 stage, iOS17; calibration's own fields
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress: {activations: {}}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress.activations: needs a top-level `calibration:` block"),
+    (("    shapes: {frames: {buckets: [120, 200]}}\n", "    precision: fp32\n    compress: {activations: {}}\n"
+      "    shapes: {frames: {buckets: [120, 200]}}\ncalibration: {texts: [Hello.]}\n"),
+     "pipeline.yaml:10: stages.vocoder.compress.activations: needs precision fp16 (this stage is fp32"),
+    (("    shapes: {frames: {buckets: [120, 200]}}\n", "    compress: {activations: {}}\n"
+      "    shapes: {frames: {buckets: [120, 200]}}\ntarget: {deployment: iOS16}\n"
+      "calibration: {texts: [Hello.]}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress.activations: needs deployment iOS17 or macOS14 or newer"),
+    (("    kind: vocoder\n", "    kind: vocoder\n    compress: {activations: {dtype: int4}}\n"),
+     "pipeline.yaml:9: stages.vocoder.compress.activations.dtype: Input should be 'int8' or 'uint8'"),
+    (("stages:\n", "calibration: {texts: [Hello.], count: 2}\nstages:\n"),
+     "pipeline.yaml:6: calibration.count: 2 texts asked for, 1 given"),
+    (("stages:\n", "calibration: {texts: [Hello., ' ']}\nstages:\n"),
+     "pipeline.yaml:6: calibration.texts: text 1 is blank: it calibrates nothing"),
+    (("stages:\n", "calibration: {texts: [Hello.], voice: af_heart}\nstages:\n"),
+     "pipeline.yaml:6: calibration.voice: 'af_heart' is not one of model.voices (jf_alpha)"),
     # a lexicon on a stage that isn't g2p
     (("    kind: vocoder\n", "    kind: vocoder\n    lexicon: {dialect: us}\n"),
      "pipeline.yaml:9: stages.vocoder.lexicon: only g2p stages take it (this one is vocoder)"),

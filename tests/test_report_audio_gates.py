@@ -44,6 +44,15 @@ def test_a_missed_gate_fails_after_the_report_is_written(fake_variant):
     assert (fake_variant / "report.html").is_file() and (fake_variant / "report" / "sample.wav").is_file()
 
 
+def test_a_gate_not_enforced_is_reported_and_warned_but_not_fatal(fake_variant, capsys):
+    _report(fake_variant, {"min_pesq": 4.0, "max_mcd_db": None, "min_mel_correlation": None, "enforce": False})
+    assert "missed verify.audio: pesq" in (fake_variant / "report.md").read_text()
+    assert "(not enforced: verify.audio.enforce is false)" in (fake_variant / "report.md").read_text()
+    assert "WARNING: the speech missed verify.audio: pesq" in capsys.readouterr().out
+    audio = json.loads((fake_variant / "report" / "summary.json").read_text())["audio"]
+    assert audio["failures"] and audio["enforced"] is False and "enforce" not in audio["gates"]
+
+
 def test_met_gates_pass_and_say_so(fake_variant):
     _report(fake_variant, {"min_pesq": 1.0, "max_mcd_db": 50.0, "min_mel_correlation": 0.0})
     assert "every verify.audio gate met" in (fake_variant / "report.md").read_text()

@@ -209,3 +209,32 @@ def test_a_multifunction_stage_compresses_each_bucket_before_the_merge(tmp_path)
     assert compress["targets"][0].endswith("_work/vocoder/functions/frames_120.mlpackage")
     assert any(p.endswith("_work/vocoder/functions/frames_120.digest.json") for p in merge["file_dep"])
     assert tasks["vocoder:frames_120.convert"]["targets"][0].endswith("_work/vocoder/converted/frames_120.mlpackage")
+
+
+def test_w8a8_calibrates_on_every_converted_package_before_compressing(tmp_path):
+    tasks = tasks_by_name(ROOT / "recipes" / "w8a8.yaml")
+    calibration = tasks["calibration"]
+    assert calibration["targets"][0].endswith("w8a8/_work/calibration.json")
+    # every stage's converted package runs, the uncompressed islands' included
+    deps = [p for p in calibration["file_dep"] if p.endswith(".digest.json")]
+    for stage in ("duration/converted/tokens_range", "prosody/converted/frames_range",
+                  "vocoder/converted/frames_range"):
+        assert any(p.endswith(f"_work/{stage}.digest.json") for p in deps), stage
+    assert any(p.endswith("w8a8/noise/frames_range.digest.json") for p in deps)
+    assert not any(p.endswith("w8a8/vocoder/frames_range.digest.json") for p in deps)  # not the compressed one
+    args = calibration["actions"][0][1]
+    assert args[4][:1] == ["Kokoro turns written words into speech, one sentence at a time."] and len(args[4]) == 4
+    assert args[5] == "jf_alpha" and len(args[6]) == 2  # the A8 stages (prosody, vocoder) must be reached
+    # the A8 stages' compress steps read it, with their package's key
+    compress = tasks["vocoder:frames_range.compress"]
+    assert any(p.endswith("_work/calibration.json") for p in compress["file_dep"])
+    assert compress["actions"][0][1][5][1] == "_work/vocoder/converted/frames_range.mlpackage"
+    # other texts re-calibrate; no trace or conversion watches them
+    other = tmp_path / "w8a8.yaml"
+    other.write_text((ROOT / "recipes" / "w8a8.yaml").read_text().replace("count: 4", "count: 3"))
+    changed = tasks_by_name(other)
+    assert changed["calibration"]["uptodate"][0].config != calibration["uptodate"][0].config
+    for name in ("vocoder:frames_range.export", "vocoder:frames_range.convert", "vocoder:frames_range.compress"):
+        assert changed[name]["uptodate"][0].config == tasks[name]["uptodate"][0].config
+    # without activations there is no calibration step
+    assert "calibration" not in tasks_by_name(ROOT / "recipes" / "w8.yaml")

@@ -41,6 +41,8 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
 
     root = Path(variant_dir)
     start = time.time()
+    gates = dict(gates or {})
+    enforce = gates.pop("enforce", True)  # false: missed gates are reported, not fatal
     summary = variant_summary(root)
     print(f"report {summary['name']}: speaking the report sentence (torch twins, then MIL evaluator)",
           flush=True)
@@ -56,8 +58,9 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
         audio = {**audio_metrics(reference.audio, chain.audio, sample_rate),
                  "seconds": len(chain.audio) / sample_rate,
                  "evaluator_real_time_factor": chain.real_time_factor}
-        audio["failures"] = audio_failures(audio, gates or {})
-        audio["gates"] = {k: v for k, v in (gates or {}).items() if v is not None}
+        audio["failures"] = audio_failures(audio, gates)
+        audio["gates"] = {k: v for k, v in gates.items() if v is not None}
+        audio["enforced"] = enforce
         figures["waveform"] = plots.waveform_chart(reference.audio, chain.audio, sample_rate)
         figures["spectrogram"] = plots.spectrogram_chart(reference.audio, chain.audio)
         with atomic_path(folder / "sample.wav") as tmp:
@@ -73,7 +76,10 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
         tmp.write_text(_html(summary, audio, figures), encoding="utf-8")
     print(f"report {summary['name']}: -> {Path(out_md).name}, {Path(out_html).name} "
           f"in {time.time() - start:.0f} s", flush=True)
-    if audio.get("failures"):
+    if audio.get("failures") and not enforce:
+        print(f"report {summary['name']}: WARNING: the speech missed verify.audio: "
+              f"{'; '.join(audio['failures'])} (not enforced: verify.audio.enforce is false)", flush=True)
+    elif audio.get("failures"):
         raise AudioGateError(f"{root}: the saved artifacts' speech missed verify.audio: "
                              f"{'; '.join(audio['failures'])} (report: {out_md})")
 
@@ -94,7 +100,9 @@ def speech_finding(audio: dict) -> str:
     if "error" in audio:
         return f"Speech: could not speak the report sentence: {audio['error']}"
     gates = audio.get("gates", {})
-    verdict = ("**missed verify.audio: " + "; ".join(audio["failures"]) + "**") if audio.get("failures") \
+    not_enforced = "" if audio.get("enforced", True) else " (not enforced: verify.audio.enforce is false)"
+    verdict = ("**missed verify.audio: " + "; ".join(audio["failures"]) + "**" + not_enforced) \
+        if audio.get("failures") \
         else "every verify.audio gate met" if gates else "no verify.audio gates"
     return (f"Speech: \"{SENTENCE}\" ({audio['seconds']:.1f} s), the saved artifacts against the "
             f"fp32 torch twins, same noise: PESQ {audio['pesq']:.2f} (wideband), MCD "

@@ -65,8 +65,11 @@ class MilBackend:
 
     name = "mil"
 
-    def __init__(self, variant_dir: Path):
+    def __init__(self, variant_dir: Path, stats: dict | None = None):
+        """`stats`: a dict that receives each package's activation ranges
+        ({package path: verify.stats.ActivationStats}), for W8A8 calibration."""
         self.variant_dir = variant_dir
+        self.stats = stats
         self._evaluators: dict[str, object] = {}
 
     def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -76,13 +79,24 @@ class MilBackend:
             self._evaluators[path] = MilEvaluator(self.variant_dir / path)
         feeds = {spec["name"]: np.asarray(inputs[spec["name"]]).astype(spec["dtype"])
                  for spec in artifact["inputs"]}
-        return self._evaluators[path].run(feeds, function=artifact.get("function") or "main")
+        stats = None
+        if self.stats is not None:
+            from ..verify.stats import ActivationStats
+            stats = self.stats.setdefault(path, ActivationStats(percentiles=()))
+        return self._evaluators[path].run(feeds, function=artifact.get("function") or "main", stats=stats)
+
+    def program(self, path: str):
+        """The MIL program of a package this backend has run."""
+        return self._evaluators[path].program
 
 
 BACKENDS = {"torch": TorchBackend, "mil": MilBackend, "coreml": CoreMLBackend}
 
 
-def make_backend(name: str, variant_dir: Path):
+def make_backend(name, variant_dir: Path):
+    """A backend by name; a backend object is taken as it is."""
+    if not isinstance(name, str):
+        return name
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; known: {', '.join(BACKENDS)}")
     return BACKENDS[name](variant_dir)

@@ -60,13 +60,16 @@ class _NoFrameBucket(Exception):
 
 
 class Chain:
-    def __init__(self, variant_dir: str | Path, backend: str = "torch", g2p: Callable | str | None = None):
+    def __init__(self, variant_dir: str | Path, backend: str = "torch", g2p: Callable | str | None = None,
+                 manifest: dict | None = None):
         """`g2p`: "misaki" (the host reference, the default), "device" (the variant's
-        lexicon and neural G2P artifact, run by `backend`), or any text -> phonemes callable."""
+        lexicon and neural G2P artifact, run by `backend`), or any text -> phonemes callable.
+        `manifest`: the artifacts to run, if not the variant's manifest.json (calibration
+        runs the converted packages before there is one)."""
         from ..source.weights import load_weights
 
         self.variant_dir = Path(variant_dir)
-        self.manifest = load_manifest(self.variant_dir)
+        self.manifest = manifest if manifest is not None else load_manifest(self.variant_dir)
         self.backend = make_backend(backend, self.variant_dir)
         by_kind = {stage["kind"]: stage for stage in self.manifest["stages"].values()}
         if not any(all(kind in by_kind for kind in split) for split in SPLITS):

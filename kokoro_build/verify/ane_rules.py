@@ -15,6 +15,8 @@ GENERAL = "DESIGN.md §4 general ANE rules (hollance/neural-engine, apple/ml-ane
 LAISHERE = "DESIGN.md §4, laishere/kokoro-coreml: two RangeDim streams merging pushed 141+ ops to the GPU"
 PORTS = "DESIGN.md §4, other ports: Core ML mod gave wrong values (john-rocky/CoreML-Models PR #74)"
 ASSUMED = "no published source: a conservative assumption of this tool"
+COREMLTOOLS_A8 = ("coremltools docs, opt-quantization-perf.html: activation quantization is for models "
+                  "running on the Neural Engine, which has int8-int8 compute from A17 Pro / M4 on")
 
 # Verdicts: "ane" eligible, "cpu" runs elsewhere (CPU, or GPU where allowed),
 # "unknown" no evidence either way.
@@ -32,6 +34,8 @@ OP_RULES: dict[str, tuple[str, str, str]] = {
        for op in ("non_zero", "cond", "while_loop", "shape", "range_1d")},
     **{op: ("unknown", f"{op}: no public evidence either way", ASSUMED)
        for op in ("cumsum", "atan", "acos", "asin", "atanh")},
+    # W8A8's activation pairs (compress: activations) go where the int8 compute is
+    **{op: ("ane", "activation quantization pair (int8)", COREMLTOOLS_A8) for op in ("quantize", "dequantize")},
 }
 
 # Op types the ANE is reported or assumed to run (convolution, matmul, normalization,

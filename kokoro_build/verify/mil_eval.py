@@ -78,7 +78,7 @@ class MilEvaluator:
             progress: Callable[[int, int], None] | None = None,
             shapes: dict | None = None) -> dict[str, np.ndarray]:
         """Named numpy inputs -> named numpy outputs of `function`. `stats` collects
-        activation statistics; `shapes` (a dict) receives every computed value's shape."""
+        activation statistics (inputs included); `shapes` (a dict) receives every computed value's shape."""
         if function not in self.program.functions:
             raise MilEvalError(f"{self.package.name}: no function {function!r} "
                                f"(has: {', '.join(self.functions)})")
@@ -92,6 +92,8 @@ class MilEvaluator:
                 raise MilEvalError(f"{self.package.name}: input {name} has shape "
                                    f"{tuple(value.shape)}, the model takes {var.shape}")
             env[name] = self._store(value, var)
+            if stats is not None:
+                stats.record(name, "input", env[name])
         with torch.no_grad():
             outputs = self._run_block(func, env, stats, progress, shapes)
         return {var.name: _to_numpy(value) for var, value in zip(func.outputs, outputs)}

@@ -25,10 +25,13 @@ class OutputStats:
 
 
 class ActivationStats:
-    """min / max / percentiles of every floating-point op output, by output name."""
+    """min / max / percentiles of every floating-point function input and op output,
+    by name. `percentiles=()` records min / max only (a quantile per op output doubled
+    the vocoder's run time)."""
 
-    def __init__(self):
+    def __init__(self, percentiles: tuple[float, ...] = PERCENTILES):
         self.outputs: dict[str, OutputStats] = {}
+        self.percentile_points = tuple(percentiles)
 
     def record(self, name: str, op_type: str, value) -> None:
         if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.numel() == 0:
@@ -37,11 +40,17 @@ class ActivationStats:
         flat = value.reshape(-1)
         entry.count += 1
         entry.min, entry.max = min(entry.min, float(flat.min())), max(entry.max, float(flat.max()))
+        if not self.percentile_points:
+            return
         sample = flat[:: max(1, flat.numel() // _QUANTILE_LIMIT + 1)] if flat.numel() > _QUANTILE_LIMIT else flat
-        values = torch.quantile(sample, torch.tensor([p / 100 for p in PERCENTILES]))
-        for p, v in zip(PERCENTILES, values.tolist()):
+        values = torch.quantile(sample.float(), torch.tensor([p / 100 for p in self.percentile_points]))
+        for p, v in zip(self.percentile_points, values.tolist()):
             old = entry.percentiles.get(p)
             entry.percentiles[p] = v if old is None else (min(old, v) if p < 50 else max(old, v))
 
     def as_dict(self) -> dict:
         return {name: entry.as_dict() for name, entry in self.outputs.items()}
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """{name: (min, max)}: what activation quantization takes."""
+        return {name: (entry.min, entry.max) for name, entry in self.outputs.items()}

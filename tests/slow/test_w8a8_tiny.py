@@ -1,0 +1,89 @@
+"""W8A8 end to end on the small random-weight Kokoro: the calibration step speaks its
+texts through the converted packages, the A8 stages get quantize/dequantize pairs
+with those ranges, and every artifact still passes its verify gate."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
+PIPELINE = f"""\
+version: 1
+name: tiny-w8a8
+model:
+  source: {{random_seed: 0, config: {TINY}}}
+  voices: [test_voice]
+calibration:
+  texts: ["Hello there, how are you?", "It is a quiet day.", "Not this one."]
+  count: 2
+stages:
+  duration:
+    kind: duration
+    compress: {{linear: {{}}, activations: {{}}}}
+    shapes: {{tokens: {{range: [2, 128]}}}}
+  prosody:
+    kind: prosody
+    compress: {{linear: {{}}, activations: {{}}}}
+    shapes: {{frames: {{range: [1, 400]}}}}
+  noise: {{kind: noise, precision: fp32, shapes: {{frames: {{range: [1, 400]}}}}}}
+  vocoder:
+    kind: vocoder
+    compress: {{activations: {{mode: linear}}}}
+    islands: [noise, tail]
+    shapes: {{frames: {{range: [1, 400]}}}}
+  tail: {{kind: tail, precision: fp32, shapes: {{frames: {{range: [1, 400]}}}}}}
+# random weights: the speech gates mean nothing here (the parity gates still apply)
+verify: {{audio: {{min_pesq: null, max_mcd_db: null, min_mel_correlation: null}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("w8a8")
+    config = tmp / "pipeline.yaml"
+    config.write_text(PIPELINE)
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "calibrate 2/2" in result.stdout
+    return config, tmp / "artifacts" / "tiny-w8a8"
+
+
+@pytest.mark.slow
+def test_a8_stages_carry_calibrated_quantize_pairs_and_verify(built):
+    _, variant = built
+    calibration = json.loads((variant / "_work" / "calibration.json").read_text())
+    assert calibration["texts"] == ["Hello there, how are you?", "It is a quiet day."]
+    packages = calibration["packages"]
+    assert {p.split("/")[-3] if "converted" in p else p.split("/")[0] for p in packages} == \
+        {"duration", "prosody", "vocoder", "noise", "tail"}
+    assert all(p["runs"] == 2 for p in packages.values())
+    manifest = json.loads((variant / "manifest.json").read_text())
+    for stage in ("duration", "prosody", "vocoder"):
+        artifact = manifest["stages"][stage]["artifacts"][0]
+        assert artifact["verify"]["passed"], stage
+        assert artifact["compress"]["activations"] is not None
+        report = json.loads((variant / stage / "frames_range.report.json").read_text()) \
+            if stage != "duration" else json.loads((variant / stage / "tokens_range.report.json").read_text())
+        assert report["activations"]["quantized_tensors"] > 0 and report["op_census"]["quantize"] > 0, stage
+        assert report["op_census"]["quantize"] == report["activations"]["quantized_tensors"]
+    # the vocoder's weights stay fp16 (activations only): no constexpr op
+    vocoder = json.loads((variant / "vocoder" / "frames_range.report.json").read_text())
+    assert not any(op.startswith("constexpr") for op in vocoder["op_census"])
+
+
+@pytest.mark.slow
+def test_a_package_no_text_reaches_is_a_clear_error(built, tmp_path):
+    from kokoro_build.calibrate import CalibrationError, calibrate
+    from kokoro_build.config import load_config
+    from kokoro_build.tasks import generate_tasks
+    config_path, variant = built
+    task = next(t for t in generate_tasks(load_config(config_path), config_path) if t["basename"] == "calibration")
+    name, out, weights, stages, _, voice, _, _ = task["actions"][0][1]
+    unreached = str(variant / "_work" / "vocoder" / "converted" / "frames_9.mlpackage")
+    with pytest.raises(CalibrationError, match="no calibration text ran through _work/vocoder/converted/frames_9"):
+        calibrate(name, out, weights, stages, ["Hi."], voice, [unreached], str(tmp_path / "c.json"))
+    assert not (tmp_path / "c.json").exists()
