@@ -1,6 +1,6 @@
 """Benchmark: the quality-size table of built variants (compression recipes).
 
-    .venv/bin/python benchmarks/compression.py ane-chain w8 pal8 pal6 pal4 [--artifacts artifacts]
+    .venv/bin/python benchmarks/compression.py ane-chain w8 pal8 pal6 pal4 mixed small w8a8 [--artifacts artifacts]
 
 Per variant, in one run:
   - total size of its packages (each package counted once);

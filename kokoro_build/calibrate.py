@@ -100,8 +100,7 @@ def calibrate(name: str, out_dir: str, weights: str, stages: dict, texts: list[s
     for package, recorded in sorted(stats.items()):
         ranges = {var: [low, high] for var, (low, high) in recorded.ranges().items()}
         shared = share_concat_ranges(backend.program(package), ranges)
-        runs = max(entry.count for entry in recorded.outputs.values())
-        packages[package] = {"runs": runs, "concat_groups_shared": shared, "ranges": ranges}
+        packages[package] = {"runs": recorded.runs, "concat_groups_shared": shared, "ranges": ranges}
     missing = [p for p in (str(Path(r).resolve().relative_to(root.resolve())) for r in required)
                if p not in packages]
     if missing:

@@ -84,6 +84,8 @@ class MilEvaluator:
                                f"(has: {', '.join(self.functions)})")
         func = self.program.functions[function]
         env: dict[str, object] = {}
+        if stats is not None:
+            stats.runs += 1
         for name, var in func.inputs.items():
             if name not in inputs:
                 raise MilEvalError(f"{self.package.name}: missing input {name!r}")

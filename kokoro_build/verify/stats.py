@@ -32,6 +32,7 @@ class ActivationStats:
     def __init__(self, percentiles: tuple[float, ...] = PERCENTILES):
         self.outputs: dict[str, OutputStats] = {}
         self.percentile_points = tuple(percentiles)
+        self.runs = 0  # evaluator runs recorded (an op inside a loop records once per iteration)
 
     def record(self, name: str, op_type: str, value) -> None:
         if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.numel() == 0:

@@ -60,7 +60,7 @@ def test_a8_stages_carry_calibrated_quantize_pairs_and_verify(built):
     packages = calibration["packages"]
     assert {p.split("/")[-3] if "converted" in p else p.split("/")[0] for p in packages} == \
         {"duration", "prosody", "vocoder", "noise", "tail"}
-    assert all(p["runs"] == 2 for p in packages.values())
+    assert all(p["runs"] >= 2 for p in packages.values())  # once per chunk (a text may be split)
     manifest = json.loads((variant / "manifest.json").read_text())
     for stage in ("duration", "prosody", "vocoder"):
         artifact = manifest["stages"][stage]["artifacts"][0]

@@ -108,5 +108,6 @@ def test_activation_statistics_cover_every_float_output():
     _run(program, {"x": 2 * x}, stats=stats)
     scaled, rectified = stats.outputs["scaled"], stats.outputs["rectified"]
     assert (scaled.count, scaled.min, scaled.max) == (2, -6.0, 6.0)
+    assert stats.runs == 2 and stats.outputs["x"].max == 2.0  # function inputs are recorded too
     assert rectified.min == 0.0 and rectified.percentiles[99.9] == pytest.approx(6.0, rel=0.01)
     assert stats.as_dict()["scaled"]["op_type"] == "mul"
