@@ -2,6 +2,7 @@
 
     doit                         build pipeline.yaml
     doit config=recipes/x.yaml   build another config
+    doit recipe=x                the same: recipes/x.yaml -> artifacts/x/
     doit list --all              show every task
 """
 import os
@@ -10,10 +11,14 @@ import sys
 from doit import get_var
 
 from kokoro_build.config import ConfigError, load_config
-from kokoro_build.tasks import artifacts_dir, generate_tasks
+from kokoro_build.reproducible import pin_hash_seed
+from kokoro_build.tasks import artifacts_dir, generate_tasks, recipe_path
+
+pin_hash_seed()  # before any work: equal inputs must give equal bytes (reproducible.py)
 
 # get_var is None in `doit -n` worker processes; they inherit the choice via the env.
-CONFIG_PATH = get_var("config") or os.environ.get("KOKORO_BUILD_CONFIG", "pipeline.yaml")
+CONFIG_PATH = (get_var("config") or (get_var("recipe") and recipe_path(get_var("recipe")))
+               or os.environ.get("KOKORO_BUILD_CONFIG", "pipeline.yaml"))
 os.environ["KOKORO_BUILD_CONFIG"] = CONFIG_PATH
 
 try:

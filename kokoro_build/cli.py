@@ -74,6 +74,52 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0 if summary["passed"] and not audio.get("failures") else 2
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from .recipes import list_recipes
+
+    rows = list_recipes(args.folder)
+    if not rows:
+        print(f"no recipes in {args.folder}", file=sys.stderr)
+        return 1
+    width = max(len(name) for name, _, _ in rows)
+    for name, description, extends in rows:
+        print(f"{name:<{width}}  {description}" + (f"  (extends {extends})" if extends else ""))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import __version__
+    from .release import ReleaseError, build_release, verify_release
+
+    variant_dir = Path(args.artifacts) / args.variant
+    try:
+        out = build_release(variant_dir, args.dist, args.version or __version__)
+    except (FileNotFoundError, ReleaseError) as error:
+        print(f"kokoro-build release: {error}", file=sys.stderr)
+        return 1
+    problems = verify_release(out)  # what was written reads back
+    if problems:
+        print(f"kokoro-build release: {out} does not verify: {problems[0]}", file=sys.stderr)
+        return 1
+    import hashlib
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB, sha256 {digest}")
+    return 0
+
+
+def cmd_verify_release(args: argparse.Namespace) -> int:
+    from .release import verify_release
+
+    problems = verify_release(args.file)
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{args.file}: ok (every file matches manifest.json)")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kokoro-build", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("variant", nargs="?", default="default")
     report.add_argument("--artifacts", default="artifacts", help="where variants are built")
     report.set_defaults(run=cmd_report)
+    recipes = sub.add_parser("recipes", help="list the recipes with a line on each (build one: doit recipe=NAME)")
+    recipes.add_argument("--folder", default="recipes")
+    recipes.set_defaults(run=cmd_recipes)
+    release = sub.add_parser("release", help="a built, verified variant as dist/<name>-<version>.zip "
+                                             "(byte-stable; manifest.json with every file's sha256)")
+    release.add_argument("variant", nargs="?", default="default")
+    release.add_argument("--version", help="the bundle's version (default: kokoro-build's)")
+    release.add_argument("--dist", default="dist", help="where to write the zip (default: dist/)")
+    release.add_argument("--artifacts", default="artifacts", help="where variants are built")
+    release.set_defaults(run=cmd_release)
+    check = sub.add_parser("verify-release", help="re-hash a release zip against its manifest.json "
+                                                  "(exit 1 naming each file that differs)")
+    check.add_argument("file")
+    check.set_defaults(run=cmd_verify_release)
     return parser
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from .compress_schema import (ActivationQuantization, CompressConfig, LinearQuantization, Palettization,
                               WeightMethod)
 from .package import atomic_path, tree_digest, write_digest, write_json
+from .reproducible import normalize_package, reset_mil_names
 
 METHODS = {"palettize": Palettization, "linear": LinearQuantization}
 # The ops coremltools 9.0 puts quantize -> dequantize around (insert_prefix_quantize_
@@ -119,6 +120,7 @@ def compress_model(mlmodel, block: CompressConfig, ranges: dict | None = None, p
     """`ranges` ({var: {rmin, rmax}}) and `program` (the model's MIL program) are
     needed when the block quantizes activations."""
     import coremltools.optimize.coreml as cto
+    reset_mil_names()  # the ops the passes add are named by process-wide counters
     metadata = dict(mlmodel.user_defined_metadata)
     if block.activations is not None:
         if ranges is None or program is None:
@@ -158,6 +160,7 @@ def compress_stage(converted_path: str, converted_report: str, block: dict, out_
     mlmodel = compress_model(ct.models.MLModel(converted_path, skip_model_load=True), config, ranges, program)
     with atomic_path(out_path) as tmp:
         mlmodel.save(str(tmp))
+        normalize_package(tmp)
     digest = tree_digest(out_path)
     report.update({
         "artifact": Path(out_path).name, "compress": block, "uncompressed_bytes": report["bytes"],

@@ -15,7 +15,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from .compress_schema import CompressConfig
 from .surgery.catalog import DEFAULT_PRESET, PASS_OPTIONS, PRESETS
-from .yaml_lines import LocatedYaml, YamlProblem, dotted, load_located, locate
+from .yaml_lines import LocatedYaml, YamlProblem, dotted, locate, source_of
 
 # Stage kind -> the shape dimensions it takes, with (min, max) bounds.
 # frames: 40 per second of audio (DESIGN §2); 2400 = 60 s. The 1200-frame
@@ -419,6 +419,7 @@ class VerifyConfig(Strict):
 class PipelineConfig(Strict):
     version: Literal[1]
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    description: str | None = None  # one line for `kokoro-build recipes`
     model: ModelConfig = Field(default_factory=ModelConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
     defaults: Defaults = Field(default_factory=Defaults)
@@ -556,8 +557,9 @@ def _pypi_voice_names() -> set[str]:
 
 def load_config(path: str | Path, text: str | None = None) -> PipelineConfig:
     """Load and validate a pipeline file; raise ConfigError with located messages."""
+    from .recipes import load_layered
     try:
-        doc = load_located(path, text)
+        doc = load_layered(path, text)
     except YamlProblem as problem:
         raise ConfigError([problem]) from None
     except OSError as err:
@@ -599,4 +601,4 @@ def _located(doc: LocatedYaml, error: dict) -> YamlProblem:
     line, path = locate(doc, loc)
     if error["type"] == "extra_forbidden":
         message = "unknown key"
-    return YamlProblem(doc.file, line, dotted(path), message)
+    return YamlProblem(source_of(doc, path), line, dotted(path), message)

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from .package import atomic_path, digest_path, tree_digest, write_digest, write_json
+from .reproducible import build_stamp, normalize_package, reset_mil_names
 
 PRECISIONS = {"fp16": "FLOAT16", "fp32": "FLOAT32"}
 COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU",
@@ -22,6 +23,7 @@ def convert_traced(traced_path: str, export_info: dict, precision: str, compute_
 
     from .surgery.aten_aliases import torch_op_aliases
 
+    reset_mil_names()  # op names must not depend on what this process converted before
     traced = torch.jit.load(traced_path)
     inputs = [ct.TensorType(name=s["name"], shape=_shape(ct, s), dtype=np.dtype(s["dtype"]))
               for s in export_info["inputs"]]
@@ -79,8 +81,13 @@ def convert_stage(traced_path: str, precision: str, compute_units: str, deployme
     print(f"convert {label}: ct.convert {precision} {deployment}", flush=True)
     mlmodel = convert_traced(traced_path, export_info, precision, compute_units, deployment)
     stamp_provenance(mlmodel, export_info)
+    mlmodel.user_defined_metadata["kokoro_build.build"] = build_stamp({
+        "kind": export_info["kind"], "sizes": export_info["sizes"], "flexible": export_info.get("flexible", {}),
+        "passes": [{k: p[k] for k in ("id", "options")} for p in export_info["passes"]],
+        "precision": precision, "compute_units": compute_units, "deployment": deployment})
     with atomic_path(out_path) as tmp:
         mlmodel.save(str(tmp))
+        normalize_package(tmp)
     seconds = time.time() - start
     digest = tree_digest(out_path)
     report = {

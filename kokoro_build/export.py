@@ -53,8 +53,8 @@ def export_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: li
     print(f"export {label}: tracing", flush=True)
     with torch.no_grad():
         traced = torch.jit.trace(module, inputs, check_trace=False)
-    with atomic_path(out_path) as tmp:
-        torch.jit.save(traced, str(tmp))
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as file:  # see source/weights.py
+        torch.jit.save(traced, file)
     write_digest(out_path, kind=kind, sizes=sizes, flexible=flexible or {}, options=options or {},
                  inputs=describe(stage.inputs, sizes, flexible or {}),
                  outputs=describe(stage.outputs, sizes, flexible or {}),

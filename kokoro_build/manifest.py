@@ -12,9 +12,11 @@ from .package import digest_path, write_json
 FORMAT = "kokoro-build-manifest/1"
 
 
-def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path: str) -> None:
+def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path: str,
+                   config: dict | None = None) -> None:
     """doit action. `stages`: {stage name: {kind, options, packaging, artifacts: [{sizes,
-    traced, package, function, report, verify}]}} (tasks.ArtifactPaths.manifest_entry)."""
+    traced, package, function, report, verify}]}} (tasks.ArtifactPaths.manifest_entry);
+    `config`: the validated pipeline config (recorded for releases and diffs)."""
     root = Path(out_dir)
     weights_info = json.loads(digest_path(weights).read_text())
     manifest = {
@@ -22,6 +24,7 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
         "weights": {"path": _rel(weights, root), "sha256": weights_info["sha256"],
                     "provenance": weights_info.get("provenance")},
         "stages": {},
+        "config": config,
     }
     for stage_name, stage in stages.items():
         artifacts = []

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .package import atomic_path, digest_path, tree_digest, write_digest
+from .reproducible import normalize_package, reset_mil_names
 
 
 def merge_functions(functions: dict[str, str], default: str, out_path: str) -> None:
@@ -40,6 +41,7 @@ def save_functions(functions: dict[str, str | Path], default: str, out: str | Pa
     deduplicated by coremltools); no metadata, no digest."""
     import coremltools as ct
 
+    reset_mil_names()
     descriptor = ct.utils.MultiFunctionDescriptor()
     for name, package in functions.items():
         descriptor.add_function(str(package), src_function_name="main", target_function_name=name)
@@ -65,3 +67,4 @@ def _stamped_copy(package: Path, out: Path, metadata: dict[str, dict[str, str]],
     user.update(metadata[default])
     user["kokoro_build.functions"] = json.dumps(metadata, sort_keys=True)
     save_spec(spec, str(out), weights_dir=str(package / "Data" / "com.apple.CoreML" / "weights"))
+    normalize_package(out)

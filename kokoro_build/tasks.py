@@ -46,10 +46,15 @@ WEIGHTS_CODE = ("source/*.py", "source/data/*.json")
 G2P_ONLY = ("source/g2p_en.py", "source/lexicon.py", "stages/g2p.py")
 EXPORT_CODE = ("export.py", "stages/*.py", "surgery/*.py", "surgery/passes/*.py",
                "source/kmodel.py", "source/weights.py", "source/g2p_en.py")
-CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py")
+CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py", "reproducible.py")
 REPORT_CODE = ("report/*.py", "runtime/*.py", "verify/*.py", "verify/kernels/*.py")
 VERIFY_CODE = ("verify/*.py", "verify/kernels/*.py", "stages/*.py", "manifest.py",
                "source/weights.py", "source/g2p_en.py")
+
+
+def recipe_path(name: str) -> str:
+    """`doit recipe=NAME` -> recipes/NAME.yaml (a path or a file name is taken as given)."""
+    return name if name.endswith((".yaml", ".yml")) else f"recipes/{name}.yaml"
 
 
 def artifacts_dir(config: PipelineConfig, config_path: str | Path) -> Path:
@@ -118,19 +123,20 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
     if calibration is not None:
         yield _calibration_task(config, out, weights, calibration)
     manifest = out / "manifest.json"
+    config_dump = config.model_dump(mode="json")
     artifacts = [a for s in manifest_stages.values() for a in s["artifacts"]]
     packages = sorted({a["package"] for a in artifacts})
     yield {
         "basename": "manifest",
         "doc": "manifest.json: every artifact with its I/O and digest (what the chain reads)",
         "actions": [(_action("kokoro_build.manifest:write_manifest"),
-                     [config.name, str(out), str(weights), manifest_stages, str(manifest)])],
+                     [config.name, str(out), str(weights), manifest_stages, str(manifest), config_dump])],
         "file_dep": [str(digest_path(weights))] + [str(digest_path(p)) for p in packages] +
                     [a["verify"] for a in artifacts] + code_files("manifest.py") +
                     [str(digest_path(s[key])) for s in manifest_stages.values()
                      for key in ("lexicon", "checkpoint") if key in s],
         "targets": [str(manifest)],
-        "uptodate": [config_changed(manifest_stages)],
+        "uptodate": [config_changed({"stages": manifest_stages, "config": config_dump})],
         "clean": [remove_targets],
     }
     audio_gates = config.verify.audio.model_dump()
@@ -341,7 +347,7 @@ def _compress_task(stage_name: str, stage: StageConfig, paths: ArtifactPaths, ou
                      [str(paths.converted), str(report_path(paths.converted)), block, str(paths.bucket),
                       str(paths.report), ranges])],
         "file_dep": [str(digest_path(paths.converted))] + extra_deps +
-                    code_files("compress.py", "compress_schema.py", "convert.py"),
+                    code_files("compress.py", "compress_schema.py", "convert.py", "reproducible.py"),
         "targets": [str(paths.bucket), str(paths.report), str(digest_path(paths.bucket))],
         "uptodate": [config_changed(block)],
         "clean": [remove_targets],
@@ -358,7 +364,7 @@ def _merge_task(stage_name: str, all_paths: list[ArtifactPaths], out: Path) -> d
         "basename": stage_name, "name": "merge",
         "doc": f"merge {len(functions)} buckets into {package.relative_to(out)} (multifunction)",
         "actions": [(_action("kokoro_build.multifunction:merge_functions"), [functions, default, str(package)])],
-        "file_dep": [str(digest_path(p)) for p in functions.values()] + code_files("multifunction.py"),
+        "file_dep": [str(digest_path(p)) for p in functions.values()] + code_files("multifunction.py", "reproducible.py"),
         "targets": [str(package), str(digest_path(package))],
         "uptodate": [config_changed({"functions": list(functions), "default": default})],
         "clean": [remove_targets],

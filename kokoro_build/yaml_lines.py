@@ -6,7 +6,7 @@ duplicate keys (the last one would win) and tab indentation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,20 @@ class LocatedYaml:
     data: Any
     lines: dict[FieldPath, int]  # path -> 1-based line of the key (or item)
     file: str
+    # path -> the file its line is in, where it is not `file` (a recipe over its base)
+    sources: dict[FieldPath, str] = field(default_factory=dict)
+
+
+class Replace(dict):
+    """A mapping tagged `!replace` in a recipe: it replaces the base's mapping instead
+    of merging into it (recipes.py). The only tag the loader knows."""
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_constructor("!replace", lambda loader, node: Replace(loader.construct_mapping(node, deep=True)))
 
 
 def dotted(path: FieldPath) -> str:
@@ -49,8 +63,8 @@ def load_located(path: str | Path, text: str | None = None) -> LocatedYaml:
     if text is None:
         text = Path(path).read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
@@ -85,6 +99,13 @@ def _walk(node: yaml.Node, path: FieldPath, lines: dict, file: str) -> None:
         for index, item in enumerate(node.value):
             lines[path + (index,)] = item.start_mark.line + 1
             _walk(item, path + (index,), lines, file)
+
+
+def source_of(doc: LocatedYaml, path: FieldPath) -> str:
+    """The file the line of `path` (or of its nearest located parent) is in."""
+    while path and path not in doc.lines:
+        path = path[:-1]
+    return doc.sources.get(path, doc.file)
 
 
 def locate(doc: LocatedYaml, loc: tuple) -> tuple[int, FieldPath]:

@@ -68,9 +68,9 @@ def build_checkpoint(out_path: str) -> None:
                   "note": "GRU seq2seq trained on CMUdict by g2p-en; ARPAbet output"}
     config = {"graphemes": GRAPHEMES, "phonemes": PHONEMES, "hidden": hidden,
               "max_phonemes": MAX_PHONEMES}
-    with atomic_path(out_path) as tmp:
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as file:  # see weights.py: a stable archive name
         torch.save({"format": FORMAT, "config": config, "arrays": arrays, "voices": {},
-                    "provenance": provenance}, tmp)
+                    "provenance": provenance}, file)
     write_digest(out_path, provenance=provenance, config=config, seconds=round(time.time() - start, 1))
     print(f"g2p checkpoint: {source.name} ({hidden} hidden) -> {Path(out_path).name}", flush=True)
 

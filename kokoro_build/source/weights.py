@@ -33,9 +33,11 @@ def build_weights(model_cfg: dict, out_path: str) -> None:
     else:
         raise ValueError(f"unknown source kind {kind!r}")
     _check_loads(config, state_dict)
-    with atomic_path(out_path) as tmp:
+    # a file object, not a path: torch names the archive's root folder after the path's
+    # stem, here the temporary's (with the pid), so the bytes would differ per build
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as file:
         torch.save({"format": FORMAT, "config": config, "state_dict": state_dict,
-                    "voices": packs, "provenance": provenance}, tmp)
+                    "voices": packs, "provenance": provenance}, file)
     write_digest(out_path, provenance=provenance, seconds=round(time.time() - start, 1))
     print(f"weights: wrote {out_path} in {time.time() - start:.0f} s", flush=True)
 

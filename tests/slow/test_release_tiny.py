@@ -1,0 +1,106 @@
+"""Reproducible releases on the small random-weight Kokoro: two clean builds in
+separate folders give byte-identical release zips, and verify-release catches a
+changed, missing or extra file."""
+import hashlib
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
+PIPELINE = f"""\
+version: 1
+name: tiny-release
+model:
+  source: {{random_seed: 0, config: {TINY}}}
+  voices: [test_voice]
+stages:
+  duration:
+    kind: duration
+    compress: {{linear: {{}}}}
+    shapes: {{tokens: {{range: [2, 128]}}}}
+  prosody: {{kind: prosody, shapes: {{frames: {{buckets: [24, 48]}}}}}}
+  noise: {{kind: noise, precision: fp32, shapes: {{frames: {{buckets: [24, 48]}}}}}}
+  vocoder: {{kind: vocoder, islands: [noise, tail], shapes: {{frames: {{buckets: [24, 48]}}}}}}
+  tail: {{kind: tail, precision: fp32, shapes: {{frames: {{buckets: [24, 48]}}}}}}
+verify: {{audio: {{min_pesq: null, max_mcd_db: null, min_mel_correlation: null}}}}
+"""
+
+
+def _build_and_release(folder: Path) -> Path:
+    config = folder / "pipeline.yaml"
+    config.write_text(PIPELINE)
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    from kokoro_build.cli import main
+    assert main(["release", "tiny-release", "--artifacts", str(folder / "artifacts"),
+                 "--dist", str(folder / "dist"), "--version", "1.2.3"]) == 0
+    return folder / "dist" / "tiny-release-1.2.3.zip"
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory):
+    return [_build_and_release(tmp_path_factory.mktemp(f"build{i}")) for i in range(2)]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_two_clean_builds_give_the_same_release(releases):
+    first, second = releases
+    assert sha256(first) == sha256(second)
+    with zipfile.ZipFile(first) as archive:
+        names = archive.namelist()
+        manifest = json.loads(archive.read("tiny-release-1.2.3/manifest.json"))
+        assert names == sorted(names) and {i.date_time for i in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    files = manifest["files"]
+    assert "kokoro/vocab.json" in files and "voices/test_voice.npy" in files
+    assert any(p.startswith("vocoder/frames_48.mlpackage/") for p in files)
+    assert "reports/vocoder/frames_48.verify.json" in files
+    vocoder = manifest["stages"]["vocoder"]["artifacts"]
+    assert [a["sizes"] for a in vocoder] == [{"frames": 24}, {"frames": 48}]
+    assert {i["name"] for i in vocoder[0]["inputs"]} >= {"asr", "f0", "valid_frames"}
+    assert manifest["stages"]["duration"]["artifacts"][0]["compress"]["linear"]["dtype"] == "int8"
+    assert manifest["config"]["name"] == "tiny-release" and manifest["environment"]["locks"]
+    assert manifest["environment"]["installed"]["coremltools"] == manifest["environment"]["versions"]["coremltools"]
+
+
+def _rewrite(source: Path, target: Path, change) -> Path:
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w") as new:
+        for info in old.infolist():
+            data = change(info.filename, old.read(info.filename))
+            if data is not None:
+                new.writestr(info, data)
+        extra = change("EXTRA", None)
+        if extra is not None:
+            new.writestr("tiny-release-1.2.3/notes.txt", extra)
+    return target
+
+
+@pytest.mark.slow
+def test_verify_release_names_every_tampered_file(releases, tmp_path, capsys):
+    from kokoro_build.cli import main
+    original = releases[0]
+    assert main(["verify-release", str(original)]) == 0
+    weights = "vocoder/frames_24.mlpackage/Data/com.apple.CoreML/weights/weight.bin"
+    cases = {
+        "edited": (lambda n, d: (d[:-1] + bytes([d[-1] ^ 1])) if n.endswith(weights) else d,
+                   f"{weights}: sha256 or size differs"),
+        "deleted": (lambda n, d: None if n.endswith("voices/test_voice.npy") else d,
+                    "voices/test_voice.npy: listed in manifest.json, missing"),
+        "added": (lambda n, d: b"hello" if n == "EXTRA" else d, "notes.txt: in the archive, not listed"),
+    }
+    for name, (change, expected) in cases.items():
+        tampered = _rewrite(original, tmp_path / f"{name}.zip", change)
+        assert main(["verify-release", str(tampered)]) == 1, name
+        assert expected in capsys.readouterr().err, name
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(original.read_bytes()[: original.stat().st_size // 2])
+    assert main(["verify-release", str(truncated)]) == 1
