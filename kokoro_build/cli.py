@@ -87,6 +87,23 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .report.diff import DiffError, format_diff, resolve, speech_correlation
+
+    try:
+        a, b = (resolve(spec, Path(args.artifacts), Path(args.recipes)) for spec in (args.a, args.b))
+        speech = None
+        if not args.no_speech and a.manifest and b.manifest:
+            speech = speech_correlation(a, b, args.backend)
+    except DiffError as error:
+        print(f"kokoro-build diff: {error}", file=sys.stderr)
+        return 1
+    print(format_diff(a, b, markdown=args.markdown, speech=speech), end="")
+    return 0
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -148,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     recipes = sub.add_parser("recipes", help="list the recipes with a line on each (build one: doit recipe=NAME)")
     recipes.add_argument("--folder", default="recipes")
     recipes.set_defaults(run=cmd_recipes)
+    diff = sub.add_parser("diff", help="two recipes or built variants: config diff per stage, artifact "
+                                       "digests, metrics with deltas, the two chains' speech correlation")
+    diff.add_argument("a", help="a pipeline file, a recipe name, or a built variant's name")
+    diff.add_argument("b")
+    diff.add_argument("--markdown", action="store_true", help="print Markdown instead of aligned text")
+    diff.add_argument("--no-speech", action="store_true", help="skip speaking the fixed sentence")
+    diff.add_argument("--backend", default="mil", choices=("mil", "torch"),
+                      help="how both chains speak: mil (the saved artifacts, default) or torch (their twins)")
+    diff.add_argument("--artifacts", default="artifacts", help="where variants are built")
+    diff.add_argument("--recipes", default="recipes", help="where recipe files are")
+    diff.set_defaults(run=cmd_diff)
     release = sub.add_parser("release", help="a built, verified variant as dist/<name>-<version>.zip "
                                              "(byte-stable; manifest.json with every file's sha256)")
     release.add_argument("variant", nargs="?", default="default")
