@@ -16,6 +16,9 @@ With `compress: {activations: ...}` (A8) on some stage, one
 feeds those stages' compress steps.
 All of it is fed by one `weights` task. Each task's `uptodate` watches only the config
 slice it reads, and its `file_dep` lists upstream digests plus the code it runs.
+The weights, export and convert steps go through a cache shared by every variant in
+the same `artifacts/` (cache.py): another recipe with the same inputs links their
+outputs instead of redoing them.
 """
 from __future__ import annotations
 
@@ -98,7 +101,7 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
     out = artifacts_dir(config, config_path)
     weights = out / "weights" / "kokoro.pt"
     model_slice = config.model.model_dump(mode="json")
-    yield {
+    yield _cached({
         "basename": "weights",
         "doc": f"Kokoro weights from source {config.model.source.kind} -> {weights.relative_to(out)}",
         "actions": [(_action("kokoro_build.source.weights:build_weights"), [model_slice, str(weights)])],
@@ -106,7 +109,7 @@ def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[
         "targets": [str(weights), str(digest_path(weights))],
         "uptodate": [config_changed(model_slice)],
         "clean": [remove_targets],
-    }
+    }, out, "weights", model_slice)
     manifest_stages = {}
     calibration = calibration_path(out) if config.activation_stages else None
     for stage_name, stage in config.stages.items():
@@ -286,7 +289,7 @@ def _stage_tasks(config, stage_name, stage, out, weights, calibration: Path | No
         label, sizes, traced = paths.point.label, paths.point.sizes, paths.traced
         export_slice = {"kind": stage.kind, "sizes": sizes, "flexible": paths.point.flexible,
                         "passes": passes, "voice": voice, "options": stage.kind_options}
-        yield {
+        yield _cached({
             "basename": stage_name, "name": f"{label}.export",
             "doc": f"surgery + trace {stage_name} at {label}",
             "actions": [(_action("kokoro_build.export:export_stage"),
@@ -296,8 +299,8 @@ def _stage_tasks(config, stage_name, stage, out, weights, calibration: Path | No
             "targets": [str(traced), str(digest_path(traced))],
             "uptodate": [config_changed(export_slice)],
             "clean": [remove_targets],
-        }
-        yield {
+        }, out, "export", export_slice)
+        yield _cached({
             "basename": stage_name, "name": f"{label}.convert",
             "doc": f"ct.convert {stage_name} at {label} -> {paths.converted.relative_to(out)}",
             "actions": [(_action("kokoro_build.convert:convert_stage"),
@@ -307,7 +310,7 @@ def _stage_tasks(config, stage_name, stage, out, weights, calibration: Path | No
             "targets": [str(paths.converted), str(report_path(paths.converted)), str(digest_path(paths.converted))],
             "uptodate": [config_changed(convert_slice)],
             "clean": [remove_targets],
-        }
+        }, out, "convert", convert_slice)
         if stage.compress:
             yield _compress_task(stage_name, stage, paths, out, calibration)
         verify_slice = {"precision": convert_slice["precision"],
@@ -371,8 +374,9 @@ def _merge_task(stage_name: str, all_paths: list[ArtifactPaths], out: Path) -> d
     }
 
 
-def _action(target: str):
-    """A doit python-action that imports its (heavy) module only when it runs."""
+def _action(target: str, cache: dict | None = None):
+    """A doit python-action that imports its (heavy) module only when it runs;
+    with `cache` ({root, step, slice, inputs, targets}), through cache.run_cached."""
     module_name, func_name = target.split(":")
 
     def run(*args):
@@ -380,6 +384,23 @@ def _action(target: str):
 
         from .memory import map_large_buffers
         map_large_buffers()  # before the first big tensor: see memory.py
-        getattr(importlib.import_module(module_name), func_name)(*args)
+        func = getattr(importlib.import_module(module_name), func_name)
+        if cache is None:
+            func(*args)
+            return
+        from .cache import run_cached
+        run_cached(cache["root"], cache["step"], cache["slice"], cache["inputs"], cache["targets"],
+                   lambda: func(*args))
     run.__name__ = func_name
+    run.__module_target__ = target
     return run
+
+
+def _cached(task: dict, out: Path, step: str, config_slice) -> dict:
+    """The task with its action going through the cross-variant step cache (cache.py),
+    keyed by `config_slice` and the task's file_dep."""
+    from .cache import cache_root
+    target, args = task["actions"][0]
+    cache = {"root": str(cache_root(out.parent)), "step": step, "slice": config_slice,
+             "inputs": list(task["file_dep"]), "targets": list(task["targets"])}
+    return {**task, "actions": [(_action(target.__module_target__, cache), args)]}
