@@ -1,0 +1,28 @@
+"""Shared by the slow tests on the small random-weight Kokoro: its pipeline header
+and a doit run of a pipeline file."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
+# random weights: the speech gates mean nothing (the parity gates still apply)
+NO_SPEECH_GATES = "verify: {audio: {min_pesq: null, max_mcd_db: null, min_mel_correlation: null}}\n"
+ISLAND_STAGES = """\
+  prosody: {{kind: prosody, shapes: {{frames: {{buckets: [24, 48]}}}}}}
+  noise: {{kind: noise, precision: fp32, shapes: {{frames: {{buckets: [24, 48]}}}}}}
+  vocoder: {{kind: vocoder, islands: [noise, tail], shapes: {{frames: {{buckets: [24, 48]}}}}}}
+  tail: {{kind: tail, precision: fp32, shapes: {{frames: {{buckets: [24, 48]}}}}}}
+""".format()
+
+
+def header(name: str) -> str:
+    return f"version: 1\nname: {name}\nmodel:\n  source: {{random_seed: 0, config: {TINY}}}\n  voices: [test_voice]\n"
+
+
+def run_doit(config: Path) -> str:
+    """doit on `config` from the project root; its stdout (asserts success)."""
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
