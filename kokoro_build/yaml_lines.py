@@ -26,7 +26,17 @@ class YamlProblem(Exception):
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:"
-        return f"{where} {self.field}: {self.message}" if self.field else f"{where} {self.message}"
+        text = f"{where} {self.field}: {self.message}" if self.field else f"{where} {self.message}"
+        return _one_line(text)
+
+
+# Characters str.splitlines() breaks on: a key or value holding one must not split
+# a `file:line: field: message` line in two (found by the config fuzzer).
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_LINE_BREAKS)
 
 
 @dataclass
@@ -69,6 +79,12 @@ def load_located(path: str | Path, text: str | None = None) -> LocatedYaml:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else 1
         raise YamlProblem(file, line, "", _syntax_message(err, text, line)) from None
+    except yaml.reader.ReaderError as err:  # a character YAML refuses (found by the fuzzer)
+        line = text.count("\n", 0, max(err.position, 0)) + 1
+        raise YamlProblem(file, line, "", f"YAML can't contain the character {chr(err.character)!r} "
+                                          f"(#x{err.character:04x})") from None
+    except yaml.YAMLError as err:  # anything else the parser raises: still located
+        raise YamlProblem(file, 1, "", f"YAML error: {err}") from None
     lines: dict[FieldPath, int] = {}
     if node is not None:
         _walk(node, (), lines, file)
