@@ -39,8 +39,9 @@ def normalize_package(package: str | Path) -> None:
         spec.description.metadata.userDefined.pop(key, None)
     if spec.WhichOneof("Type") == "mlProgram":
         for function in spec.mlProgram.functions.values():
+            inputs = [value.name for value in function.inputs]
             for block in function.block_specializations.values():
-                _renumber_generated_names(block)
+                _renumber_generated_names(block, inputs)
     spec_path.write_bytes(spec.SerializeToString(deterministic=True))
     manifest_path = package / "Manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -99,29 +100,44 @@ def _walk_ops(block):
             yield from _walk_ops(inner)
 
 
-def _renumber_generated_names(block) -> None:
-    """Number the ops coremltools names itself (`<op type>_<n>`, and constants named
-    after them, `<op type>_<n>_<param>_<k>`) in program order. Some of its graph passes
-    visit sets of ops, whose order follows memory addresses, so which op got
-    `reshape_0` varied between two clean builds of the noise stage (measured), and
-    PYTHONHASHSEED=0 didn't fix it. Other names come from the torch graph and stay."""
+def _op_type_names() -> frozenset[str]:
+    import coremltools.converters.mil.mil.ops.defs  # noqa: F401  (registers the ops)
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+    return frozenset(SSAOpRegistry.core_ops) | {"const"}
+
+
+def _renumber_generated_names(block, fixed_names=()) -> None:
+    """Number the names coremltools makes itself, `<op type>_<n>` (and the names
+    derived from them, `<op type>_<n>_<suffix>`), in program order, per op type.
+    Some of its graph passes visit sets of ops, whose order follows memory addresses,
+    so which op got `reshape_0` varied between two clean builds of the noise stage
+    (measured), and PYTHONHASHSEED=0 didn't fix it. Every name of the form joins the
+    renumbering, whatever op holds it now (a folded `concat_11` is a const), so a new
+    name can't collide with an old one. Names from the torch graph (`var_91`) and the
+    function's inputs and outputs stay."""
     import re
 
+    op_types = _op_type_names()
     ops = list(_walk_ops(block))
+    fixed = set(block.outputs) | set(fixed_names)  # the model's interface keeps its names
     renamed: dict[str, str] = {}
     counts: dict[str, int] = {}
     for op in ops:
         for out in op.outputs:
-            if re.fullmatch(rf"{re.escape(op.type)}_\d+", out.name):
-                renamed[out.name] = f"{op.type}_{counts.get(op.type, 0)}"
-                counts[op.type] = counts.get(op.type, 0) + 1
+            match = re.fullmatch(r"([a-z][a-z0-9_]*?)_(\d+)", out.name)
+            if match and match.group(1) in op_types and out.name not in renamed and out.name not in fixed:
+                stem = match.group(1)
+                while f"{stem}_{counts.get(stem, 0)}" in fixed:
+                    counts[stem] = counts.get(stem, 0) + 1
+                renamed[out.name] = f"{stem}_{counts.get(stem, 0)}"
+                counts[stem] = counts.get(stem, 0) + 1
     if not renamed or all(k == v for k, v in renamed.items()):
         return
     pattern = re.compile(r"^(" + "|".join(re.escape(k) for k in sorted(renamed, key=len, reverse=True)) +
                          r")(?=$|_[A-Za-z])")
 
     def new(name: str) -> str:
-        return pattern.sub(lambda m: renamed[m.group(1)], name, count=1)
+        return name if name in fixed else pattern.sub(lambda m: renamed[m.group(1)], name, count=1)
 
     def rename_block(inner) -> None:
         for value in inner.inputs:

@@ -135,3 +135,28 @@ def test_generated_names_are_numbered_in_program_order(tmp_path):
     assert "var_3" in names and "out" in names  # torch-style names stay
     x = np.arange(4, dtype=np.float32)
     assert np.allclose(MilEvaluator(swapped, "fp32").run({"x": x})["out"], 2 * x + 1)
+
+
+def test_renumbering_never_collides_with_a_folded_op_of_the_same_type(tmp_path):
+    """A const can carry a generated name of another type (a folded `concat_11` held an
+    LSTM's weights): renumbering the real ops must not reuse it."""
+    import numpy as np
+    from coremltools.converters.mil import Builder as mb
+
+    from kokoro_build.verify.mil_eval import MilEvaluator, load_program
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(4,))], opset_version=ct.target.iOS17)
+    def program(x):
+        folded = mb.const(val=np.full(4, 3.0, dtype=np.float32), name="add_0")
+        a = mb.add(x=x, y=1.0, name="add_5")
+        return mb.add(x=a, y=folded, name="add_9")
+    model = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
+                       pass_pipeline=ct.PassPipeline.EMPTY)
+    path = tmp_path / "m.mlpackage"
+    model.save(str(path))
+    normalize_package(path)
+    names = [op.name for op in load_program(path).functions["main"].operations]
+    assert len(names) == len(set(names))
+    x = np.arange(4, dtype=np.float32)
+    assert np.allclose(MilEvaluator(path, "fp32").run({"x": x})[next(iter(model.get_spec().description.output)).name],
+                       x + 4)
