@@ -11,6 +11,7 @@ import sys
 from doit import get_var
 
 from kokoro_build.config import ConfigError, load_config
+from kokoro_build.package import OutputDirError, prepare_output_dir
 from kokoro_build.reproducible import pin_hash_seed
 from kokoro_build.tasks import artifacts_dir, generate_tasks, recipe_path
 
@@ -28,7 +29,11 @@ except ConfigError as error:
     sys.exit(1)
 
 OUT = artifacts_dir(CONFIG, CONFIG_PATH)
-OUT.mkdir(parents=True, exist_ok=True)  # doit keeps its state db in here
+try:
+    prepare_output_dir(OUT)  # doit keeps its state db in here
+except OutputDirError as error:
+    print(f"kokoro-build: {error}", file=sys.stderr)
+    sys.exit(1)
 
 DOIT_CONFIG = {
     "dep_file": str(OUT / ".doit.db"),

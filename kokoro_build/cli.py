@@ -137,6 +137,28 @@ def cmd_verify_release(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .package import DIGEST_SUFFIX, artifact_problems
+
+    variant_dir = Path(args.artifacts) / args.variant
+    digests = sorted(p for p in variant_dir.rglob(f"*{DIGEST_SUFFIX}") if ".cache" not in p.parts)
+    if not digests:
+        print(f"kokoro-build verify: no artifact digests under {variant_dir} (build it first: doit)",
+              file=sys.stderr)
+        return 1
+    problems = [line for digest in digests for line in artifact_problems(digest)]
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"{variant_dir}: {len(problems)} problem(s); `doit` rebuilds what no longer matches "
+              "its digest", file=sys.stderr)
+        return 1
+    print(f"{variant_dir}: ok ({len(digests)} artifacts match their digests, every file re-hashed)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kokoro-build", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--dist", default="dist", help="where to write the zip (default: dist/)")
     release.add_argument("--artifacts", default="artifacts", help="where variants are built")
     release.set_defaults(run=cmd_release)
+    verify = sub.add_parser("verify", help="re-hash every artifact of a built variant against its digest "
+                                           "(exit 1 naming each changed, truncated, missing or added file)")
+    verify.add_argument("variant", nargs="?", default="default")
+    verify.add_argument("--artifacts", default="artifacts", help="where variants are built")
+    verify.set_defaults(run=cmd_verify)
     check = sub.add_parser("verify-release", help="re-hash a release zip against its manifest.json "
                                                   "(exit 1 naming each file that differs)")
     check.add_argument("file")

@@ -78,6 +78,7 @@ class ModelSource(Strict):
     config: str | None = None
     voices_dir: str | None = None
     random_seed: int | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")  # of `path`, checked before loading
 
     @model_validator(mode="before")
     @classmethod
@@ -104,6 +105,8 @@ class ModelSource(Strict):
     def _complete(self) -> "ModelSource":
         if self.kind in ("file", "random") and self.config is None:
             raise ValueError(f"a {self.kind} source needs `config` (a Kokoro config.json)")
+        if self.sha256 is not None and self.kind != "file":
+            raise ValueError("`sha256` checks a `path` source's file; this source has none")
         return self
 
 

@@ -22,15 +22,17 @@ outputs instead of redoing them.
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from .config import PipelineConfig, StageConfig
 from .manifest import report_path
-from .package import digest_path, remove_targets
+from .package import DIGEST_SUFFIX, digest_path, outputs_intact, remove_targets
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 LOCK_FILES = [PACKAGE_DIR.parent / "requirements" / n for n in ("lock.txt", "nodeps.txt")]
@@ -98,6 +100,15 @@ def shape_points(stage: StageConfig) -> list[ShapePoint]:
 
 
 def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[dict]:
+    """Every task; one whose targets include a digest is also stale when an output no
+    longer matches that digest (edited, truncated, deleted: package.outputs_intact)."""
+    for task in _pipeline_tasks(config, config_path):
+        if any(str(t).endswith(DIGEST_SUFFIX) for t in task.get("targets", [])):
+            task = {**task, "uptodate": [*task.get("uptodate", []), outputs_intact]}
+        yield task
+
+
+def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[dict]:
     out = artifacts_dir(config, config_path)
     weights = out / "weights" / "kokoro.pt"
     model_slice = config.model.model_dump(mode="json")
@@ -292,7 +303,7 @@ def _stage_tasks(config, stage_name, stage, out, weights, calibration: Path | No
         yield _cached({
             "basename": stage_name, "name": f"{label}.export",
             "doc": f"surgery + trace {stage_name} at {label}",
-            "actions": [(_action("kokoro_build.export:export_stage"),
+            "actions": [(_action("kokoro_build.export:export_stage", isolated=True),
                          [str(weights), stage.kind, sizes, passes, voice, str(traced), paths.point.flexible,
                           stage.kind_options])],
             "file_dep": [str(digest_path(weights))] + code_files(*EXPORT_CODE, exclude=not_ours),
@@ -374,9 +385,14 @@ def _merge_task(stage_name: str, all_paths: list[ArtifactPaths], out: Path) -> d
     }
 
 
-def _action(target: str, cache: dict | None = None):
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _action(target: str, cache: dict | None = None, isolated: bool = False):
     """A doit python-action that imports its (heavy) module only when it runs;
-    with `cache` ({root, step, slice, inputs, targets}), through cache.run_cached."""
+    with `cache` ({root, step, slice, inputs, targets}), through cache.run_cached;
+    `isolated`: in a fresh child process (isolated.py: traces must not see each other).
+    A failed write (full disk, read-only) is a one-paragraph failure, not a traceback."""
     module_name, func_name = target.split(":")
 
     def run(*args):
@@ -385,15 +401,34 @@ def _action(target: str, cache: dict | None = None):
         from .memory import map_large_buffers
         map_large_buffers()  # before the first big tensor: see memory.py
         func = getattr(importlib.import_module(module_name), func_name)
-        if cache is None:
-            func(*args)
-            return
-        from .cache import run_cached
-        run_cached(cache["root"], cache["step"], cache["slice"], cache["inputs"], cache["targets"],
-                   lambda: func(*args))
+        step = func
+        if isolated:
+            from .isolated import run_isolated
+            step = lambda *a: run_isolated(func, *a)  # noqa: E731
+        try:
+            if cache is None:
+                step(*args)
+                return
+            from .cache import run_cached
+            run_cached(cache["root"], cache["step"], cache["slice"], cache["inputs"], cache["targets"],
+                       lambda: step(*args))
+        except OSError as error:
+            if error.errno not in WRITE_ERRNOS:
+                raise
+            return TaskFailed(write_failure(error))
     run.__name__ = func_name
     run.__module_target__ = target
+    run.__isolated__ = isolated
     return run
+
+
+def write_failure(error: OSError) -> str:
+    return (f"could not write {error.filename or 'an output'}: {error.strerror} "
+            f"[errno {errno.errorcode.get(error.errno, error.errno)}].\n"
+            "Every artifact is written beside its place and renamed in only when complete, so "
+            "nothing half-written was published: what was there before is still there, and an "
+            "artifact that no longer matches its digest is rebuilt. Free some space (or make "
+            "the folder writable) and run doit again.")
 
 
 def _cached(task: dict, out: Path, step: str, config_slice) -> dict:
@@ -403,4 +438,4 @@ def _cached(task: dict, out: Path, step: str, config_slice) -> dict:
     target, args = task["actions"][0]
     cache = {"root": str(cache_root(out.parent)), "step": step, "slice": config_slice,
              "inputs": list(task["file_dep"]), "targets": list(task["targets"])}
-    return {**task, "actions": [(_action(target.__module_target__, cache), args)]}
+    return {**task, "actions": [(_action(target.__module_target__, cache, target.__isolated__), args)]}

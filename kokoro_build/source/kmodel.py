@@ -62,14 +62,14 @@ def build_kmodel(config: dict, state_dict: dict | None, disable_complex: bool = 
     model = kmodel_shell(config, disable_complex)
     if state_dict is not None:
         result = model.load_state_dict(state_dict, strict=False)
-        missing = [k for k in result.missing_keys if not _derived_buffer(k)]
+        missing = [k for k in result.missing_keys if not derived_buffer(k)]
         if missing or result.unexpected_keys:
             raise ValueError(f"state dict does not match KModel: missing {missing[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]}")
     return model.eval()
 
 
-def _derived_buffer(key: str) -> bool:
+def derived_buffer(key: str) -> bool:
     # CustomSTFT (disable_complex=True) registers its DFT bases as buffers that
     # are computed in __init__, not stored in checkpoints.
     return ".stft." in key

