@@ -36,7 +36,8 @@ except OutputDirError as error:
     sys.exit(1)
 
 DOIT_CONFIG = {
-    "dep_file": str(OUT / ".doit.db"),
+    "dep_file": str(OUT / ".doit.sqlite"),
+    "backend": "kokoro-durable",  # a killed build keeps what it finished (doit_db.py)
     "default_tasks": ["weights", *(n for n, s in CONFIG.stages.items() if s.builds_artifacts), "manifest", "report"],
     "verbosity": 2,
 }
