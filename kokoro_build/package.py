@@ -9,9 +9,11 @@ and `kokoro-build verify`).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +47,25 @@ def remove_stale_temporaries(path: Path) -> None:
             remove_path(leftover)
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def write_error(error: BaseException | None) -> OSError | None:
+    """The full-disk / read-only / permission OSError behind `error`, if any. torch
+    and coremltools wrap it (torch.save: a RuntimeError whose context is ENOSPC)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+            return error
+        if isinstance(error, shutil.Error):  # copytree (coremltools' save) keeps only messages
+            for code in map(int, re.findall(r"\[Errno (\d+)\]", str(error))):
+                if code in WRITE_ERRNOS:
+                    return OSError(code, os.strerror(code))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write `path` (file or directory) into.
@@ -58,7 +79,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     remove_path(tmp)
     remove_stale_temporaries(path)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as error:
+            failed = write_error(error)
+            if failed is not None and failed.filename is None:  # torch names no file: say which
+                raise OSError(failed.errno, failed.strerror, str(path)) from error
+            raise
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to {tmp}")
         faults.checkpoint("write", path)  # the temporary is complete, not yet in place

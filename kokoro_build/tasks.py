@@ -32,7 +32,7 @@ from doit.tools import config_changed
 
 from .config import PipelineConfig, StageConfig
 from .manifest import report_path
-from .package import DIGEST_SUFFIX, digest_path, outputs_intact, remove_targets
+from .package import DIGEST_SUFFIX, digest_path, outputs_intact, remove_targets, write_error
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 LOCK_FILES = [PACKAGE_DIR.parent / "requirements" / n for n in ("lock.txt", "nodeps.txt")]
@@ -385,9 +385,6 @@ def _merge_task(stage_name: str, all_paths: list[ArtifactPaths], out: Path) -> d
     }
 
 
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
 def _action(target: str, cache: dict | None = None, isolated: bool = False):
     """A doit python-action that imports its (heavy) module only when it runs;
     with `cache` ({root, step, slice, inputs, targets}), through cache.run_cached;
@@ -412,10 +409,11 @@ def _action(target: str, cache: dict | None = None, isolated: bool = False):
             from .cache import run_cached
             run_cached(cache["root"], cache["step"], cache["slice"], cache["inputs"], cache["targets"],
                        lambda: step(*args))
-        except OSError as error:
-            if error.errno not in WRITE_ERRNOS:
+        except Exception as error:
+            failed = write_error(error)
+            if failed is None:
                 raise
-            return TaskFailed(write_failure(error))
+            return TaskFailed(write_failure(failed))
     run.__name__ = func_name
     run.__module_target__ = target
     run.__isolated__ = isolated

@@ -151,3 +151,19 @@ def test_a_read_only_output_folder_is_refused_clearly(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "mkdir", refuse)
     with pytest.raises(OutputDirError, match=r"artifacts/v: can't write here \(Read-only file system\)"):
         prepare_output_dir(tmp_path / "artifacts" / "v")
+
+
+def test_a_wrapped_write_error_is_found():
+    import shutil
+    from kokoro_build.package import write_error
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos")  # torch.save
+    except RuntimeError as wrapped:
+        assert write_error(wrapped).errno == errno.ENOSPC
+    copy = shutil.Error([("/tmp/a", "/b/a", "[Errno 28] No space left on device: '/tmp/a' -> '/b/a'")])
+    assert write_error(copy).errno == errno.ENOSPC  # copytree keeps only the message
+    assert write_error(RuntimeError("boom")) is None
+    assert write_error(OSError(errno.EIO, "I/O error")) is None
