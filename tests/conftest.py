@@ -24,3 +24,10 @@ def tiny_kmodel(tiny_config):
 @pytest.fixture(scope="session")
 def tiny_voice_pack():
     return 0.3 * torch.randn(510, 1, 256, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.fixture(scope="session")
+def tiny_chain(tmp_path_factory):
+    """The chain of a small random-weight Kokoro with every stage (slow: ~1 min to build)."""
+    from tests.slow.tiny import CHAIN_PIPELINE, build_chain
+    return build_chain(tmp_path_factory, CHAIN_PIPELINE, "tiny-chain")

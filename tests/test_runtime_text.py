@@ -55,3 +55,21 @@ def test_the_chain_picks_the_least_padding():
     assert chain._pick("vocoder", "frames", 901) == (None, None)
     chain.stages["vocoder"]["artifacts"][2]["inputs"] = []  # unmasked: exact sizes only
     assert chain._pick("vocoder", "frames", 200)[1] == 200 and chain._pick("vocoder", "frames", 190)[1] == 400
+
+
+def test_clean_text_drops_what_is_not_speech():
+    from kokoro_build.runtime.text import clean_text
+    assert clean_text("hello\x00\x07 world\x1b[31m red\x1b[0m\x7f") == "hello world  red "
+    assert clean_text("a\u200db\u200bc\ufeff\u202e") == "abc"
+    assert clean_text("one\ntwo\tthree\r\n") == "one two three  "
+    assert clean_text("\x1b]0;title\x07done") == " done"
+    assert clean_text("café 🙂 42") == "café 🙂 42"
+
+
+def test_foreign_scripts_only_when_no_latin_letter():
+    from kokoro_build.runtime.text import foreign_scripts
+    assert foreign_scripts("你好，世界") == ["Cjk"]
+    assert foreign_scripts("Привет, мир") == ["Cyrillic"]
+    assert foreign_scripts("مرحبا بالعالم") == ["Arabic"]
+    assert foreign_scripts("สวัสดี")[0] == "Thai"
+    assert foreign_scripts("Hello 世界") == [] and foreign_scripts("42 🙂 !") == []

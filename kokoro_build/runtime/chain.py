@@ -13,7 +13,7 @@ from ..manifest import load_manifest
 from ..stages.base import HARMONICS, samples_per_frame
 from .backends import make_backend
 from .device_g2p import DeviceG2P, DeviceG2PError
-from .text import MAX_TOKENS, chunk_phonemes, halve, misaki_g2p, speakable
+from .text import MAX_TOKENS, chunk_phonemes, clean_text, foreign_scripts, halve, misaki_g2p, speakable
 
 SAMPLE_RATE = 24000
 # duration, then either prosody and vocoder or the fused synthesizer
@@ -103,8 +103,14 @@ class Chain:
 
     def speak(self, text: str, voice: str, speed: float = 1.0, seed: int = 0,
               progress: Callable[[str], None] | None = None) -> Speech:
-        if not text or not text.strip():
-            raise ChainError("empty text: nothing to speak")
+        text = clean_text(text)
+        if not text.strip():
+            raise ChainError("empty text: nothing to speak (after dropping control characters)")
+        scripts = foreign_scripts(text)
+        if scripts:
+            raise ChainError(f"the text is in the {', '.join(scripts)} script ({text.strip()[:20]!r}); this "
+                             "chain's G2P reads English text (misaki en), and would only spell out "
+                             "the characters' names")
         self._check(voice, speed)
         if self._g2p is None:  # loading spaCy takes seconds: not part of speaking
             self._g2p = misaki_g2p()

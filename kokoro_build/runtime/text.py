@@ -1,7 +1,10 @@
 """Text to phonemes on the host (misaki, offline), and phoneme chunking."""
 from __future__ import annotations
 
+import re
 import sys
+import unicodedata
+from collections import Counter
 
 # Where a chunk may end, best first: sentence ends, then clause breaks, then spaces.
 BREAKS = (".!?…", ";:—", ",", " ")
@@ -28,6 +31,29 @@ def misaki_g2p(british: bool = False):
     def phonemize(text: str) -> str:
         return g2p(text)[0]
     return phonemize
+
+
+# Terminal colour codes and titles: "\x1b[31m" would otherwise be read "thirty one m".
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+NOT_TEXT = {"Cc", "Cf", "Cs", "Co", "Cn"}  # controls, format (zero-width, bidi), surrogates, unassigned
+
+
+def clean_text(text: str) -> str:
+    """The text without what is not speech: escape sequences, control and format
+    characters (a NUL became "))" in misaki). Line breaks and tabs become spaces."""
+    text = ANSI_ESCAPE.sub(" ", text)
+    return "".join(" " if ch in "\t\n\r\v\f" else ch for ch in text
+                   if ch in "\t\n\r\v\f" or unicodedata.category(ch) not in NOT_TEXT)
+
+
+def foreign_scripts(text: str) -> list[str]:
+    """The scripts of the text's letters, most used first, when none is Latin: the
+    G2P reads English, and misaki's fallback reads 你好 as "Chinese letter Chinese
+    letter". [] when the text has a Latin letter or no letter at all."""
+    scripts = Counter(unicodedata.name(ch, "UNKNOWN").split()[0] for ch in text if ch.isalpha())
+    if not scripts or "LATIN" in scripts:
+        return []
+    return [name.title() for name, _ in scripts.most_common()]
 
 
 def speakable(phonemes: str, vocab: dict[str, int]) -> str:

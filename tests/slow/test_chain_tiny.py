@@ -1,36 +1,10 @@
 """The chain end to end on a small random-weight Kokoro: 10,000 characters through
 misaki, chunking, halving and every stage (the alignment as its own Core ML stage),
 plus the refusals."""
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
-PIPELINE = f"""\
-version: 1
-name: tiny-chain
-model:
-  source: {{random_seed: 0, config: {TINY}}}
-  voices: [test_voice]
-# fp32: these tests are about the chain; a whole fp16 vocoder fails its parity gate
-# (the harmonic source in fp16, README "Verification"), and test_verify_tiny covers fp16.
-defaults: {{precision: fp32}}
-stages:
-  duration:
-    kind: duration
-    shapes: {{tokens: {{buckets: [512]}}}}
-    surgery: {{options: {{kokoro::unpack_lstm: {{masked: true}}, kokoro::albert_inputs: {{mask: additive}}}}}}
-  alignment:
-    kind: alignment
-    where: graph
-    shapes: {{tokens: {{buckets: [512]}}, frames: {{buckets: [600]}}}}
-  prosody: {{kind: prosody, shapes: {{frames: {{buckets: [600]}}}}}}
-  vocoder: {{kind: vocoder, shapes: {{frames: {{buckets: [600]}}}}}}
-"""
+from tests.slow.tiny import CHAIN_PIPELINE as PIPELINE, build_chain as _build
 
 
 # The same weights (same random seed), prosody and vocoder fused, host alignment.
@@ -49,16 +23,6 @@ ISLANDS = PIPELINE.replace("name: tiny-chain", "name: tiny-islands").replace(
 """)
 
 
-def _build(tmp_path_factory, text: str, name: str):
-    tmp = tmp_path_factory.mktemp(name)
-    (tmp / "pipeline.yaml").write_text(text)
-    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"),
-                             f"config={tmp / 'pipeline.yaml'}"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    from kokoro_build.runtime import Chain
-    return Chain(tmp / "artifacts" / name, backend="torch")
-
-
 def _every_op_has_a_kernel(chain) -> None:
     from kokoro_build.verify.mil_eval import MilEvaluator
     for stage in chain.stages.values():
@@ -68,8 +32,8 @@ def _every_op_has_a_kernel(chain) -> None:
 
 
 @pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    return _build(tmp_path_factory, PIPELINE, "tiny-chain")
+def chain(tiny_chain):  # tests/conftest.py: built once per session
+    return tiny_chain
 
 
 @pytest.mark.slow

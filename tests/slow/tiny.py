@@ -26,3 +26,37 @@ def run_doit(config: Path) -> str:
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
+
+
+# Every stage as its own package, buckets large enough for the chain's chunks
+# (tokens 512, frames 600): shared by the chain tests (tests/conftest.py `tiny_chain`).
+CHAIN_PIPELINE = f"""\
+version: 1
+name: tiny-chain
+model:
+  source: {{random_seed: 0, config: {TINY}}}
+  voices: [test_voice]
+# fp32: these tests are about the chain; a whole fp16 vocoder fails its parity gate
+# (the harmonic source in fp16, README "Verification"), and test_verify_tiny covers fp16.
+defaults: {{precision: fp32}}
+stages:
+  duration:
+    kind: duration
+    shapes: {{tokens: {{buckets: [512]}}}}
+    surgery: {{options: {{kokoro::unpack_lstm: {{masked: true}}, kokoro::albert_inputs: {{mask: additive}}}}}}
+  alignment:
+    kind: alignment
+    where: graph
+    shapes: {{tokens: {{buckets: [512]}}, frames: {{buckets: [600]}}}}
+  prosody: {{kind: prosody, shapes: {{frames: {{buckets: [600]}}}}}}
+  vocoder: {{kind: vocoder, shapes: {{frames: {{buckets: [600]}}}}}}
+"""
+
+
+def build_chain(tmp_path_factory, text: str, name: str):
+    """Build `text` (a pipeline) in a fresh folder; its chain on the torch twins."""
+    folder = tmp_path_factory.mktemp(name)
+    (folder / "pipeline.yaml").write_text(text)
+    run_doit(folder / "pipeline.yaml")
+    from kokoro_build.runtime import Chain
+    return Chain(folder / "artifacts" / name, backend="torch")
