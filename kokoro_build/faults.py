@@ -30,4 +30,6 @@ def checkpoint(point: str, path: str | Path) -> None:
         return
     if effect == "kill":
         os.killpg(os.getpgid(0), signal.SIGKILL)
+    if effect not in EFFECTS:
+        raise ValueError(f"{ENV}={spec!r}: effect must be kill, {' or '.join(EFFECTS)}")
     raise OSError(EFFECTS[effect], os.strerror(EFFECTS[effect]), str(path))
