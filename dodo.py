@@ -10,6 +10,7 @@ import sys
 
 from doit import get_var
 
+from kokoro_build import doit_db
 from kokoro_build.config import ConfigError, load_config
 from kokoro_build.package import OutputDirError, prepare_output_dir
 from kokoro_build.reproducible import pin_hash_seed
@@ -37,7 +38,7 @@ except OutputDirError as error:
 
 DOIT_CONFIG = {
     "dep_file": str(OUT / ".doit.sqlite"),
-    "backend": "kokoro-durable",  # a killed build keeps what it finished (doit_db.py)
+    "backend": doit_db.backend(),  # a killed build keeps what it finished (doit_db.py)
     "default_tasks": ["weights", *(n for n, s in CONFIG.stages.items() if s.builds_artifacts), "manifest", "report"],
     "verbosity": 2,
 }

@@ -5,11 +5,17 @@ write them when the run ends, so a SIGKILLed build forgets every task it finishe
 and the next run redoes them all. This backend commits a task's record as soon as
 doit has saved it: after a kill, only the unfinished work runs again.
 
-Registered in pyproject.toml ([tool.doit.plugins.backend]) and chosen in dodo.py.
+Registered as a `doit.BACKEND` entry point (pyproject.toml, so it is found from any
+working directory once the package is installed) and chosen in dodo.py by `backend()`.
 """
 from __future__ import annotations
 
+import sys
+from importlib.metadata import entry_points
+
 from doit.dependency import SqliteDB
+
+NAME = "kokoro-durable"
 
 
 class DurableSqliteDB(SqliteDB):
@@ -32,3 +38,14 @@ class DurableSqliteDB(SqliteDB):
                                (task_id, self.codec.encode(self._cache[task_id])))
             self._conn.commit()
             self._dirty.discard(task_id)
+
+
+def backend() -> str:
+    """The backend name for DOIT_CONFIG: ours if installed, else doit's plain sqlite3
+    (same file format; its records are written when the run ends)."""
+    if any(point.name == NAME for point in entry_points(group="doit.BACKEND")):
+        return NAME
+    print("kokoro-build: the package is not installed (make build installs it), so doit's "
+          "state is written only when a run ends: a killed build will redo its finished tasks",
+          file=sys.stderr)
+    return "sqlite3"
