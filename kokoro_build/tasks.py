@@ -31,6 +31,7 @@ from doit.exceptions import TaskFailed
 from doit.tools import config_changed
 
 from .config import PipelineConfig, StageConfig
+from .errors import BuildError
 from .manifest import report_path
 from .package import DIGEST_SUFFIX, digest_path, outputs_intact, remove_targets, write_error
 
@@ -389,7 +390,8 @@ def _action(target: str, cache: dict | None = None, isolated: bool = False):
     """A doit python-action that imports its (heavy) module only when it runs;
     with `cache` ({root, step, slice, inputs, targets}), through cache.run_cached;
     `isolated`: in a fresh child process (isolated.py: traces must not see each other).
-    A failed write (full disk, read-only) is a one-paragraph failure, not a traceback."""
+    A failed write (full disk, read-only) or a BuildError (bad input, errors.py) is a
+    one-paragraph failure, not a traceback."""
     module_name, func_name = target.split(":")
 
     def run(*args):
@@ -409,6 +411,8 @@ def _action(target: str, cache: dict | None = None, isolated: bool = False):
             from .cache import run_cached
             run_cached(cache["root"], cache["step"], cache["slice"], cache["inputs"], cache["targets"],
                        lambda: step(*args))
+        except BuildError as error:
+            return TaskFailed(str(error))
         except Exception as error:
             failed = write_error(error)
             if failed is None:

@@ -9,13 +9,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..errors import BuildError
 from ..package import atomic_path, file_sha256, write_digest
 
 FORMAT = "kokoro-build-weights/1"
 VOICE_ROWS = 510  # a voice pack holds one style vector per phoneme count (Kokoro's voices/*.pt)
 
 
-class WeightsError(ValueError):
+class WeightsError(BuildError, ValueError):
     """A weights or voice source that is not what the config says it is."""
 
 

@@ -127,6 +127,17 @@ def test_a_write_failure_is_a_clear_task_failure_not_a_traceback(code):
     assert "nothing half-written was published" in result.message
 
 
+def _bad_input():
+    from kokoro_build.source.weights import WeightsError
+    raise WeightsError("voice 'v' is (510, 256); a Kokoro voice pack is (510, 1, 256)")
+
+
+def test_a_bad_input_is_a_task_failure_with_its_message():
+    from doit.exceptions import TaskFailed
+    result = _action("tests.reliability.test_digests:_bad_input")()
+    assert isinstance(result, TaskFailed) and result.message.startswith("voice 'v' is (510, 256)")
+
+
 def test_other_errors_still_raise():
     with pytest.raises(OSError):
         _action("tests.reliability.test_digests:_fail_with")(errno.EIO)

@@ -1,0 +1,6 @@
+"""Errors whose message is the whole story: a doit action reports them as a failure
+in one paragraph, without a traceback (tasks._action)."""
+
+
+class BuildError(Exception):
+    """Bad input to a build step (a weights file, a voice), explained in its message."""
