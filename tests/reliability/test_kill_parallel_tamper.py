@@ -45,8 +45,13 @@ def doit(config: Path, *args: str, fault: str | None = None) -> subprocess.Compl
                           env=_env(fault), start_new_session=True, timeout=900)
 
 
+# doit prints ".  <task>" as it starts a task. Under -n 2 a worker's printed line can
+# reach the pipe before its newline does, so the marker may follow other text.
+TASK_STARTED = re.compile(r"(?:^|\S)\.  ([A-Za-z_][\w:.-]*)$")
+
+
 def started(stdout: str) -> list[str]:
-    return [line[3:].strip() for line in stdout.splitlines() if line.startswith(".  ")]
+    return [m.group(1) for line in stdout.splitlines() for m in [TASK_STARTED.search(line)] if m]
 
 
 def digests(out: Path) -> dict[str, str]:
