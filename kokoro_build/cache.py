@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .package import DIGEST_SUFFIX, atomic_path, file_sha256, remove_path, tree_digest
+from .package import DIGEST_SUFFIX, artifact_problems, atomic_path, file_sha256, remove_path
 
 CACHE_DIR = ".cache"
 
@@ -52,13 +52,7 @@ def _link_tree(source: Path, target: Path) -> None:
 
 
 def _outputs_match_digests(targets: list[Path]) -> bool:
-    for digest in (t for t in targets if t.name.endswith(DIGEST_SUFFIX)):
-        recorded = json.loads(digest.read_text())
-        artifact = digest.with_name(recorded.get("artifact", ""))
-        if "sha256" in recorded and artifact in targets and \
-                tree_digest(artifact)["sha256"] != recorded["sha256"]:
-            return False
-    return True
+    return not any(artifact_problems(t) for t in targets if t.name.endswith(DIGEST_SUFFIX))
 
 
 def restore(entry: Path, targets: list[Path]) -> bool:
