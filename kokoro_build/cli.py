@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--speed", type=float, default=1.0)
     speak.add_argument("--backend", default="torch",
                        help="torch (the traced twins), mil (the saved .mlpackage files through the "
-                            "MIL evaluator, on any OS) or coreml (Core ML, macOS only)")
+                            "MIL evaluator, on any OS), executorch (the .pte programs, XNNPACK; "
+                            "a variant built with targets: [coreml, executorch]) or coreml "
+                            "(Core ML, macOS only)")
     speak.add_argument("--g2p", default="misaki", choices=("misaki", "device"),
                        help="misaki (host reference: spaCy + espeak-ng) or device (the variant's "
                             "lexicon and neural G2P artifact, run by --backend)")

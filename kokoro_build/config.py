@@ -53,6 +53,7 @@ MULTI_ENUMERATED = ("iOS18", "macOS15")
 MULTIFUNCTION = ("iOS18", "macOS15")  # ct.utils.save_multifunction targets iOS18 at least
 COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
 NAMED_SOURCES = ("pypi-int8", "hub")
+TARGETS = ("coreml", "executorch")
 
 
 class Strict(BaseModel):
@@ -130,6 +131,27 @@ class ModelConfig(Strict):
 class TargetConfig(Strict):
     deployment: Literal[DEPLOYMENTS] = "iOS17"  # type: ignore[valid-type]
     export: Literal["trace"] = "trace"
+
+
+def _check_targets(targets: list[str] | None) -> list[str] | None:
+    if targets is None:
+        return None
+    if len(set(targets)) != len(targets):
+        raise ValueError("lists a target twice")
+    if "coreml" not in targets:
+        # the manifest, the report and the chain's bucket choice are built around the Core
+        # ML packages; a .pte is built beside each, never instead of it (README "ExecuTorch")
+        raise ValueError("must include coreml (ExecuTorch programs are built beside the "
+                         "Core ML packages, not instead of them)")
+    return targets
+
+
+class ExecuTorchStage(Strict):
+    """How a stage goes through torch.export (kokoro_build/executorch/lower.py)."""
+
+    # strict: TorchDynamo traces the Python; nonstrict: runs it as torch.jit.trace does
+    # (the surgered modules export either way; strict is slower and stricter)
+    export: Literal["strict", "nonstrict"] = "nonstrict"
 
 
 class Defaults(Strict):
@@ -264,6 +286,11 @@ class StageConfig(Strict):
     # g2p only: the lexicon, and the neural model for the words it lacks
     lexicon: LexiconConfig | None = None
     neural: Literal["g2p-en-gru"] | None = None
+    # where the stage's artifacts go (default: the top-level `targets`)
+    targets: list[Literal[TARGETS]] | None = None  # type: ignore[valid-type]
+    executorch: ExecuTorchStage = Field(default_factory=ExecuTorchStage)
+
+    _targets_valid = field_validator("targets")(classmethod(lambda cls, v: _check_targets(v)))
 
     @field_validator("kind")
     @classmethod
@@ -413,8 +440,18 @@ class CalibrationConfig(Strict):
         return self.texts[: self.count or len(self.texts)]
 
 
+class ExecuTorchParity(Strict):
+    """Minimum PSNR (dB) of each ExecuTorch program, run by the ExecuTorch runtime,
+    against its torch twin. XNNPACK runs fp32; measured on the real model: 60.6 dB for
+    the vocoder's features, over 120 dB elsewhere (BENCHMARKS.md "ExecuTorch")."""
+
+    min_psnr_db: float = 35.0
+    outputs: dict[str, float] = {}  # per output: `name` or `stage.name`, which wins
+
+
 class VerifyConfig(Strict):
     parity: ParityConfig = Field(default_factory=ParityConfig)
+    executorch: ExecuTorchParity = Field(default_factory=ExecuTorchParity)
     ane: AneConfig = Field(default_factory=AneConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
 
@@ -426,9 +463,13 @@ class PipelineConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     target: TargetConfig = Field(default_factory=TargetConfig)
     defaults: Defaults = Field(default_factory=Defaults)
+    # coreml: .mlpackage files; executorch: also a .pte program (XNNPACK) per artifact
+    targets: list[Literal[TARGETS]] = ["coreml"]  # type: ignore[valid-type]
     stages: dict[str, StageConfig] = Field(min_length=1)
     calibration: CalibrationConfig | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+    _targets_valid = field_validator("targets")(classmethod(lambda cls, v: _check_targets(v)))
 
     @field_validator("stages")
     @classmethod
@@ -482,6 +523,14 @@ class PipelineConfig(Strict):
                              f"({', '.join(self.model.voices)})")
         return self
 
+    def stage_targets(self, stage: str) -> list[str]:
+        return self.stages[stage].targets or self.targets
+
+    def executorch_thresholds(self, stage: str) -> dict:
+        """{min_psnr_db, outputs: {name: dB}} for a stage's ExecuTorch programs."""
+        return {"min_psnr_db": self.verify.executorch.min_psnr_db,
+                "outputs": _stage_outputs(self.verify.executorch.outputs, stage)}
+
     @property
     def calibration_voice(self) -> str:
         return (self.calibration and self.calibration.voice) or self.model.voices[0]
@@ -504,10 +553,14 @@ class PipelineConfig(Strict):
         default = parity.fp16_min_psnr_db if self.stage_precision(stage) == "fp16" else parity.min_psnr_db
         if self.stages[stage].compress is not None:
             default = min(default, parity.compressed_min_psnr_db)
-        outputs = {k: v for k, v in parity.outputs.items() if "." not in k}
-        outputs.update({k.split(".", 1)[1]: v for k, v in parity.outputs.items()
-                        if k.startswith(stage + ".")})
-        return {"min_psnr_db": default, "outputs": outputs}
+        return {"min_psnr_db": default, "outputs": _stage_outputs(parity.outputs, stage)}
+
+
+def _stage_outputs(by_output: dict[str, float], stage: str) -> dict[str, float]:
+    """Per-output thresholds for `stage`: plain `name` keys, then `stage.name` ones."""
+    outputs = {k: v for k, v in by_output.items() if "." not in k}
+    outputs.update({k.split(".", 1)[1]: v for k, v in by_output.items() if k.startswith(stage + ".")})
+    return outputs
 
 
 def _islands_have_stages(stages: dict[str, StageConfig]) -> None:

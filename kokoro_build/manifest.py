@@ -15,7 +15,8 @@ FORMAT = "kokoro-build-manifest/1"
 def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path: str,
                    config: dict | None = None) -> None:
     """doit action. `stages`: {stage name: {kind, options, packaging, artifacts: [{sizes,
-    traced, package, function, report, verify}]}} (tasks.ArtifactPaths.manifest_entry);
+    traced, package, function, report, verify[, executorch: {program, report, verify}]}]}}
+    (tasks.ArtifactPaths.manifest_entry);
     `config`: the validated pipeline config (recorded for releases and diffs)."""
     root = Path(out_dir)
     weights_info = json.loads(digest_path(weights).read_text())
@@ -47,6 +48,8 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
             }
             if entry.get("function"):  # packaging: multifunction; sha256/bytes are the whole package's
                 artifact["function"] = entry["function"]
+            if "executorch" in entry:  # targets: [.., executorch]
+                artifact["executorch"] = _program_entry(entry["executorch"], root)
             artifacts.append(artifact)
         manifest["stages"][stage_name] = {"kind": stage["kind"], "where": stage.get("where", "graph"),
                                           "options": stage.get("options", {}),
@@ -63,6 +66,19 @@ def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path
     write_json(out_path, manifest)
     print(f"manifest: {sum(len(s['artifacts']) for s in manifest['stages'].values())} artifacts "
           f"-> {Path(out_path).name}", flush=True)
+
+
+def _program_entry(paths: dict, root: Path) -> dict:
+    """An artifact's ExecuTorch program: file, digest, what XNNPACK took, verdict."""
+    program = json.loads(digest_path(paths["program"]).read_text())
+    verified = json.loads(Path(paths["verify"]).read_text())
+    return {"program": _rel(paths["program"], root), "sha256": program["sha256"], "bytes": program["bytes"],
+            "backend": verified["backend"], "export": verified["export"],
+            "delegated_share": verified["ops"]["delegated_share"],
+            "portable_ops": verified["ops"]["portable"],
+            "verify_report": _rel(paths["verify"], root),
+            "verify": {"passed": verified["verify"]["passed"],
+                       "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}}}
 
 
 def _g2p_entries(stage: dict, root: Path) -> dict:

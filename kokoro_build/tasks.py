@@ -14,6 +14,9 @@ With `compress: {activations: ...}` (A8) on some stage, one
   calibration               the chain speaks calibration.texts through every stage's
                             converted package (MIL evaluator) -> _work/calibration.json
 feeds those stages' compress steps.
+With `targets: [coreml, executorch]`, each shape also gets
+  <stage>:<shape>.pte          torch.export + XNNPACK -> executorch/<stage>_<shape>.pte (+ digest, report)
+  <stage>:<shape>.pte_verify   ExecuTorch runtime vs torch twin -> executorch/<stage>_<shape>.verify.json
 All of it is fed by one `weights` task. Each task's `uptodate` watches only the config
 slice it reads, and its `file_dep` lists upstream digests plus the code it runs.
 The weights, export and convert steps go through a cache shared by every variant in
@@ -54,6 +57,9 @@ EXPORT_CODE = ("export.py", "stages/*.py", "surgery/*.py", "surgery/passes/*.py"
                "source/kmodel.py", "source/weights.py", "source/g2p_en.py")
 CONVERT_CODE = ("convert.py", "surgery/aten_aliases.py", "reproducible.py")
 REPORT_CODE = ("report/*.py", "runtime/*.py", "verify/*.py", "verify/kernels/*.py")
+EXECUTORCH_CODE = EXPORT_CODE + ("executorch/lower.py",)
+PROGRAM_VERIFY_CODE = ("executorch/program.py", "executorch/verify.py", "verify/task.py", "stages/*.py",
+                       "source/weights.py", "source/g2p_en.py")
 VERIFY_CODE = ("verify/*.py", "verify/kernels/*.py", "stages/*.py", "manifest.py",
                "source/weights.py", "source/g2p_en.py")
 
@@ -129,9 +135,10 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
             manifest_stages[stage_name] = {"kind": stage.kind, "where": "host", "artifacts": []}
             continue
         yield from _stage_tasks(config, stage_name, stage, out, weights, calibration)
+        executorch = "executorch" in config.stage_targets(stage_name)
         manifest_stages[stage_name] = {
             "kind": stage.kind, "options": stage.kind_options, "packaging": stage.packaging,
-            "artifacts": [paths.manifest_entry() for paths in _stage_paths(out, stage_name, stage)]}
+            "artifacts": [paths.manifest_entry() for paths in _stage_paths(out, stage_name, stage, executorch)]}
         if stage.kind == "g2p":
             manifest_stages[stage_name].update(lexicon=str(lexicon_path(out, stage_name)),
                                                checkpoint=str(g2p_checkpoint(out)))
@@ -141,6 +148,7 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
     config_dump = config.model_dump(mode="json")
     artifacts = [a for s in manifest_stages.values() for a in s["artifacts"]]
     packages = sorted({a["package"] for a in artifacts})
+    programs = [a["executorch"] for a in artifacts if "executorch" in a]
     yield {
         "basename": "manifest",
         "doc": "manifest.json: every artifact with its I/O and digest (what the chain reads)",
@@ -148,6 +156,7 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
                      [config.name, str(out), str(weights), manifest_stages, str(manifest), config_dump])],
         "file_dep": [str(digest_path(weights))] + [str(digest_path(p)) for p in packages] +
                     [a["verify"] for a in artifacts] + code_files("manifest.py") +
+                    [f for p in programs for f in (str(digest_path(p["program"])), p["verify"])] +
                     [str(digest_path(s[key])) for s in manifest_stages.values()
                      for key in ("lexicon", "checkpoint") if key in s],
         "targets": [str(manifest)],
@@ -183,21 +192,34 @@ class ArtifactPaths:
     package: Path
     function: str | None
     verified: Path  # <stage>/<label>.verify.json
+    program: Path | None = None  # executorch/<stage>_<label>.pte, with the executorch target
 
     @property
     def report(self) -> Path:
         return report_path(self.bucket)
 
+    @property
+    def program_report(self) -> Path:
+        return self.program.with_suffix(".report.json")
+
+    @property
+    def program_verified(self) -> Path:
+        return self.program.with_suffix(".verify.json")
+
     def manifest_entry(self) -> dict:
-        return {"sizes": self.point.sizes, "traced": str(self.traced), "package": str(self.package),
-                "function": self.function, "report": str(self.report), "verify": str(self.verified)}
+        entry = {"sizes": self.point.sizes, "traced": str(self.traced), "package": str(self.package),
+                 "function": self.function, "report": str(self.report), "verify": str(self.verified)}
+        if self.program is not None:
+            entry["executorch"] = {"program": str(self.program), "report": str(self.program_report),
+                                   "verify": str(self.program_verified)}
+        return entry
 
 
 def merged_package(out: Path, stage_name: str) -> Path:
     return out / stage_name / f"{stage_name}.mlpackage"
 
 
-def _stage_paths(out: Path, stage_name: str, stage: StageConfig) -> list[ArtifactPaths]:
+def _stage_paths(out: Path, stage_name: str, stage: StageConfig, executorch: bool = False) -> list[ArtifactPaths]:
     merged = stage.packaging == "multifunction"
     paths = []
     for point in shape_points(stage):
@@ -209,7 +231,8 @@ def _stage_paths(out: Path, stage_name: str, stage: StageConfig) -> list[Artifac
         paths.append(ArtifactPaths(
             point, work / f"{point.label}.traced.pt", converted, bucket,
             merged_package(out, stage_name) if merged else bucket,
-            point.label if merged else None, out / stage_name / f"{point.label}.verify.json"))
+            point.label if merged else None, out / stage_name / f"{point.label}.verify.json",
+            out / "executorch" / f"{stage_name}_{point.label}.pte" if executorch else None))
     return paths
 
 
@@ -293,7 +316,7 @@ def _stage_tasks(config, stage_name, stage, out, weights, calibration: Path | No
     if stage.kind == "g2p":  # its own model, which takes no voice
         yield from _g2p_source_tasks(stage_name, stage, out)
         weights, voice = g2p_checkpoint(out), None
-    all_paths = _stage_paths(out, stage_name, stage)
+    all_paths = _stage_paths(out, stage_name, stage, "executorch" in config.stage_targets(stage_name))
     convert_slice = {"precision": config.stage_precision(stage_name),
                      "compute_units": config.stage_compute_units(stage_name),
                      "deployment": config.target.deployment}
@@ -344,8 +367,45 @@ def _stage_tasks(config, stage_name, stage, out, weights, calibration: Path | No
             "uptodate": [config_changed(verify_slice)],
             "clean": [remove_targets],
         }
+        if paths.program is not None:
+            yield from _executorch_tasks(config, stage_name, stage, paths, out, weights, export_slice)
     if stage.packaging == "multifunction":
         yield _merge_task(stage_name, all_paths, out)
+
+
+def _executorch_tasks(config, stage_name: str, stage: StageConfig, paths: ArtifactPaths, out: Path,
+                      weights: Path, export_slice: dict) -> Iterator[dict]:
+    """The shape's ExecuTorch program (the Core ML export's module, through torch.export)
+    and its check against the traced twin in the ExecuTorch runtime."""
+    label, program = paths.point.label, paths.program
+    lower_slice = {**export_slice, "export": stage.executorch.export}
+    not_ours = G2P_ONLY if stage.kind != "g2p" else ()
+    yield _cached({
+        "basename": stage_name, "name": f"{label}.pte",
+        "doc": f"torch.export + XNNPACK {stage_name} at {label} -> {program.relative_to(out)}",
+        "actions": [(_action("kokoro_build.executorch.lower:lower_stage", isolated=True),
+                     [str(weights), stage.kind, paths.point.sizes, export_slice["passes"], export_slice["voice"],
+                      paths.point.flexible, stage.kind_options, stage.executorch.export, str(program),
+                      str(paths.program_report)])],
+        "file_dep": [str(digest_path(weights))] + code_files(*EXECUTORCH_CODE, exclude=not_ours),
+        "targets": [str(program), str(paths.program_report), str(digest_path(program))],
+        "uptodate": [config_changed(lower_slice)],
+        "clean": [remove_targets],
+    }, out, "executorch", lower_slice)
+    verify_slice = {"run": lower_slice, "thresholds": config.executorch_thresholds(stage_name)}
+    yield {
+        "basename": stage_name, "name": f"{label}.pte_verify",
+        "doc": f"run {program.relative_to(out)} with the ExecuTorch runtime against its twin",
+        "actions": [(_action("kokoro_build.executorch.verify:verify_program"),
+                     [str(weights), stage.kind, paths.point.sizes, export_slice["passes"], export_slice["voice"],
+                      paths.point.flexible, stage.kind_options, str(paths.traced), str(program),
+                      str(paths.program_report), verify_slice["thresholds"], str(paths.program_verified)])],
+        "file_dep": [str(digest_path(program)), str(paths.program_report), str(digest_path(paths.traced)),
+                     str(digest_path(weights))] + code_files(*PROGRAM_VERIFY_CODE, exclude=not_ours),
+        "targets": [str(paths.program_verified)],
+        "uptodate": [config_changed(verify_slice)],
+        "clean": [remove_targets],
+    }
 
 
 def _compress_task(stage_name: str, stage: StageConfig, paths: ArtifactPaths, out: Path,

@@ -90,7 +90,32 @@ class MilBackend:
         return self._evaluators[path].program
 
 
-BACKENDS = {"torch": TorchBackend, "mil": MilBackend, "coreml": CoreMLBackend}
+class ExecuTorchBackend:
+    """The `.pte` programs (targets: [.., executorch]) through the ExecuTorch runtime,
+    XNNPACK on this CPU. An artifact without one is an error that names the stage's
+    fix, not a silent fall back to another backend."""
+
+    name = "executorch"
+
+    def __init__(self, variant_dir: Path):
+        self.variant_dir = variant_dir
+        self._programs: dict[str, object] = {}
+
+    def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from ..executorch.program import Program
+        entry = artifact.get("executorch")
+        if entry is None:
+            raise BackendError(f"{artifact['package']} has no ExecuTorch program: build the variant "
+                               "with `targets: [coreml, executorch]` (recipes/executorch.yaml)")
+        path = entry["program"]
+        if path not in self._programs:
+            self._programs[path] = Program(self.variant_dir / path)
+        feeds = [np.asarray(inputs[spec["name"]]).astype(spec["dtype"]) for spec in artifact["inputs"]]
+        outputs = self._programs[path].run(feeds)
+        return {spec["name"]: out for spec, out in zip(artifact["outputs"], outputs)}
+
+
+BACKENDS = {"torch": TorchBackend, "mil": MilBackend, "coreml": CoreMLBackend, "executorch": ExecuTorchBackend}
 
 
 def make_backend(name, variant_dir: Path):

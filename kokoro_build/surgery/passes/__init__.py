@@ -1,3 +1,3 @@
 """Built-in surgery passes, one theme per module. Importing registers them."""
 from . import (activations, albert, cleanup, constants, layout, lstm, noise,  # noqa: F401
-               padding, stft, weight_norm)
+               padding, recurrent_scan, stft, weight_norm)
