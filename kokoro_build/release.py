@@ -5,10 +5,12 @@
                                                stage's I/O, shapes, precision, the config,
                                                the tool versions and lock files
       <name>-<version>/<stage>/<shape>.mlpackage/...   (normalized: reproducible.py)
+      <name>-<version>/executorch/<stage>_<shape>.pte   (targets: [.., executorch])
       <name>-<version>/<g2p stage>/lexicon.tsv
       <name>-<version>/kokoro/config.json, vocab.json
       <name>-<version>/voices/<voice>.npy
       <name>-<version>/reports/<stage>/<shape>.verify.json   (timings removed)
+      <name>-<version>/reports/executorch/<stage>_<shape>.verify.json
 
 The zip is stable: entries sorted, one fixed timestamp (1980-01-01, zip's earliest),
 fixed permissions, deflate at a fixed level. Timings are left out of everything in
@@ -61,6 +63,8 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
     manifest = load_manifest(variant_dir)
     failed = [f"{stage}:{a['package']}" for stage, s in manifest["stages"].items() for a in s["artifacts"]
               if not a["verify"]["passed"]]
+    failed += [f"{stage}:{a['executorch']['program']}" for stage, s in manifest["stages"].items()
+               for a in s["artifacts"] if "executorch" in a and not a["executorch"]["verify"]["passed"]]
     if failed:
         raise ReleaseError(f"{variant_dir}: not released, these artifacts failed verification: "
                            f"{', '.join(failed)}")
@@ -73,6 +77,11 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
                     files[f"{artifact['package']}/{path.relative_to(package).as_posix()}"] = path
             report = json.loads((variant_dir / artifact["verify_report"]).read_text())
             files[f"reports/{artifact['verify_report']}"] = _stable_json(_without_timings(report))
+            program = artifact.get("executorch")
+            if program:  # targets: [.., executorch]: the .pte and its check
+                files[program["program"]] = variant_dir / program["program"]
+                report = json.loads((variant_dir / program["verify_report"]).read_text())
+                files[f"reports/{program['verify_report']}"] = _stable_json(_without_timings(report))
         if "lexicon" in stage:
             files[stage["lexicon"]["path"]] = variant_dir / stage["lexicon"]["path"]
     blob = load_weights(str(variant_dir / manifest["weights"]["path"]))
@@ -100,7 +109,7 @@ def _bundle_manifest(name: str, version: str, files: dict[str, bytes], variant: 
             "kind": stage["kind"], "where": stage.get("where", "graph"), "packaging": stage.get("packaging"),
             "artifacts": [{key: artifact.get(key) for key in (
                 "package", "function", "sizes", "flexible", "inputs", "outputs", "precision",
-                "compute_units", "compress", "sha256", "bytes")} | {"verify": artifact["verify"]}
+                "compute_units", "compress", "sha256", "bytes", "executorch")} | {"verify": artifact["verify"]}
                 for artifact in stage["artifacts"]]}
     return {
         "format": FORMAT, "name": name, "version": version,

@@ -116,11 +116,16 @@ def test_a_dynamic_program_runs_every_size_of_its_dim_and_refuses_past_it(toy_pr
         x = torch.randn(1, 4, frames)
         with torch.no_grad():
             expected = module(x, style)
-        for got, want in zip(program.run([x, style.numpy()]), expected):
+        for got, want in zip(program.run([x, style.numpy().astype("float64")]), expected):  # cast
             assert got.shape == tuple(want.shape)
             assert torch.allclose(torch.from_numpy(got), want, atol=1e-5)
     with pytest.raises(ProgramError, match=r"toy.pte: the ExecuTorch runtime refused inputs of shapes \(1, 4, 65\)"):
         program.run([torch.randn(1, 4, 65), style])
+    assert program.input_dtypes == ["float32", "float32"]
+    with pytest.raises(ProgramError, match="input 1 is int64, the program takes float32"):
+        program.run([torch.randn(1, 4, 8), torch.ones(1, 8, dtype=torch.long)])
+    with pytest.raises(ProgramError, match="1 inputs given, the program takes 2"):
+        program.run([torch.randn(1, 4, 8)])
     with pytest.raises(ProgramError, match="no such ExecuTorch program"):
         Program(path.with_name("missing.pte"))
 

@@ -35,8 +35,42 @@ def variant_summary(variant_dir: str | Path) -> dict:
         stages[stage_name] = {"kind": stage["kind"], "artifacts": len(stage["artifacts"]),
                               "flop_share": eligible / flops if flops else 0.0,
                               "unknown_flop_share": unknown / flops if flops else 0.0}
+    programs = _program_rows(root, manifest)
     return {"name": manifest["name"], "weights": manifest["weights"], "artifacts": rows,
-            "stages": stages, "passed": all(r["passed"] for r in rows)}
+            "stages": stages, "programs": programs,
+            "passed": all(r["passed"] for r in rows + programs)}
+
+
+def _program_rows(root: Path, manifest: dict) -> list[dict]:
+    """The ExecuTorch programs (targets: [.., executorch]), a row each."""
+    rows = []
+    for stage_name, stage in manifest["stages"].items():
+        for artifact in stage["artifacts"]:
+            if "executorch" not in artifact:
+                continue
+            report = json.loads((root / artifact["executorch"]["verify_report"]).read_text())
+            outputs = report["verify"]["outputs"]
+            worst = min(outputs.items(), key=lambda kv: kv[1]["psnr_db"] - kv[1]["min_psnr_db"])
+            rows.append({"stage": stage_name, "program": Path(artifact["executorch"]["program"]).name,
+                         "megabytes": report["bytes"] / 1e6, "passed": report["verify"]["passed"],
+                         "worst_output": worst[0], "psnr_db": worst[1]["psnr_db"],
+                         "min_psnr_db": worst[1]["min_psnr_db"], "delegated_share": report["ops"]["delegated_share"],
+                         "portable": report["ops"]["portable"], "run_seconds": report["verify"]["seconds"]})
+    return rows
+
+
+def program_table(summary: dict) -> list[list[str]]:
+    """Header + one row per ExecuTorch program ([] if the variant has none)."""
+    if not summary.get("programs"):
+        return []
+    table = [["stage", "program", "MB", "parity (worst output)", "ops on XNNPACK", "most common portable ops"]]
+    for r in summary["programs"]:
+        verdict = "pass" if r["passed"] else "FAIL"
+        common = sorted(r["portable"].items(), key=lambda kv: -kv[1])[:3]
+        table.append([r["stage"], r["program"], f"{r['megabytes']:.1f}",
+                      f"{verdict}: {r['worst_output']} {r['psnr_db']:.1f} dB (min {r['min_psnr_db']:g})",
+                      f"{r['delegated_share']:.0%}", ", ".join(f"{name} {n}" for name, n in common)])
+    return table
 
 
 def artifact_table(summary: dict) -> list[list[str]]:
@@ -55,16 +89,25 @@ def artifact_table(summary: dict) -> list[list[str]]:
 
 
 def format_terminal(summary: dict) -> str:
-    table = artifact_table(summary)
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     lines = [f"variant {summary['name']}: {'all artifacts verified' if summary['passed'] else 'VERIFY FAILED'}"]
+    lines += _aligned(artifact_table(summary))
+    lines.append("ANE-eligible FLOPs per stage (static analyzer, predicted): " + ", ".join(
+        f"{name} {stage['flop_share']:.0%}" for name, stage in summary["stages"].items()))
+    programs = program_table(summary)
+    if programs:
+        lines += ["ExecuTorch programs (run by the ExecuTorch runtime against the same twins):"]
+        lines += _aligned(programs)
+    return "\n".join(lines)
+
+
+def _aligned(table: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
     for i, row in enumerate(table):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append("ANE-eligible FLOPs per stage (static analyzer, predicted): " + ", ".join(
-        f"{name} {stage['flop_share']:.0%}" for name, stage in summary["stages"].items()))
-    return "\n".join(lines)
+    return lines
 
 
 def markdown_table(table: list[list[str]]) -> str:

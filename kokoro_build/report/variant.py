@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..package import atomic_path, write_json
-from .summary import artifact_table, markdown_table, variant_summary
+from .summary import artifact_table, markdown_table, program_table, variant_summary
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and the report hears every word."
 FIGURES = ("ane", "waveform", "spectrogram")
@@ -84,6 +84,10 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
                              f"{'; '.join(audio['failures'])} (report: {out_md})")
 
 
+PROGRAMS_NOTE = ("Each .pte ran in the ExecuTorch runtime (XNNPACK on this CPU) against the torch twin "
+                 "its Core ML package was checked against; the op share is of the lowered graph's ops.")
+
+
 def _findings(summary: dict, audio: dict) -> list[str]:
     status = "every artifact passed its parity gate" if summary["passed"] else \
         "**some artifacts failed their parity gate**"
@@ -114,6 +118,8 @@ def _markdown(summary: dict, audio: dict) -> str:
     lines = [f"# Variant `{summary['name']}`", ""] + [f"- {f}" for f in _findings(summary, audio)]
     lines += ["", "## Artifacts", "", markdown_table(artifact_table(summary)), "",
               "## ANE-eligible FLOPs per stage", "", "![ANE share](report/ane.png)", ""]
+    if program_table(summary):
+        lines += ["## ExecuTorch programs", "", PROGRAMS_NOTE, "", markdown_table(program_table(summary)), ""]
     if "error" not in audio:
         lines += ["## One sentence: reference against the chain", "",
                   "![waveform](report/waveform.png)", "", "![spectrogram](report/spectrogram.png)", "",
@@ -128,11 +134,16 @@ def _html(summary: dict, audio: dict, figures: dict[str, bytes]) -> str:
         data = base64.b64encode(figures[name]).decode()
         return f'<img alt="{alt}" src="data:image/png;base64,{data}">'
 
-    table = artifact_table(summary)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
-    body = "".join("<tr>" + "".join(
-        f'<td class="{"fail" if c.startswith("FAIL") else ""}">{html.escape(c)}</td>' for c in row) + "</tr>"
-        for row in table[1:])
+    def html_table(table: list[list[str]]) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
+        body = "".join("<tr>" + "".join(
+            f'<td class="{"fail" if c.startswith("FAIL") else ""}">{html.escape(c)}</td>' for c in row) + "</tr>"
+            for row in table[1:])
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    programs = program_table(summary)
+    programs_html = (f"<h2>ExecuTorch programs</h2><p>{html.escape(PROGRAMS_NOTE)}</p>{html_table(programs)}"
+                     if programs else "")
     speech = "" if "waveform" not in figures else (
         "<h2>One sentence: reference against the chain</h2>" + image("waveform", "waveforms") +
         image("spectrogram", "log-mel spectrograms") +
@@ -149,8 +160,9 @@ img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
 </style></head><body>
 <h1>Variant <code>{html.escape(summary['name'])}</code></h1>
 <ul>{findings}</ul>
-<h2>Artifacts</h2><table><tr>{head}</tr>{body}</table>
+<h2>Artifacts</h2>{html_table(artifact_table(summary))}
 <h2>ANE-eligible FLOPs per stage</h2>{image('ane', 'ANE-eligible FLOP share per stage')}
+{programs_html}
 {speech}
 </body></html>
 """

@@ -23,6 +23,9 @@ CASES = {
     "kokoro::mask_padding[vocoder]": ("vocoder", BASE + ["kokoro::stft_conv", "kokoro::deterministic_noise"],
                                       {}, 100),
     "kokoro::mask_padding[prosody]": ("prosody", BASE + ["kokoro::deterministic_noise"], {}, 30),
+    # ExecuTorch's: unpack_lstm (masked) leaves 5 bidirectional LSTMs as 10 one-way ones
+    "executorch::recurrent_scan[duration]": ("duration", BASE + ["kokoro::unpack_lstm"], {}, 10),
+    "executorch::recurrent_scan[prosody]": ("prosody", BASE, {}, 1),
 }
 
 
