@@ -148,3 +148,24 @@ def test_dynamic_shapes_mark_the_axes_a_flexible_dim_moves():
     assert ref is None and list(ids) == [1]
     assert (ids[1].min, ids[1].max) == (2, 40)
     assert dynamic_shapes(Stage(), {"tokens": 40}, {}) is None
+
+
+def test_strict_export_lowers_the_same_function(toy_program, tmp_path):
+    """`executorch: {export: strict}`: TorchDynamo captures the module instead."""
+    from kokoro_build.executorch.lower import lower_module
+    from kokoro_build.executorch.program import Program
+    module, _, _ = toy_program
+    example = (torch.randn(1, 4, 16), torch.randn(1, 8))
+    program, _ = lower_module(module, example, strict=True)
+    (tmp_path / "strict.pte").write_bytes(program)
+    with torch.no_grad():
+        expected = module(*example)
+    for got, want in zip(Program(tmp_path / "strict.pte").run(list(example)), expected):
+        assert torch.allclose(torch.from_numpy(got), want, atol=1e-5)
+
+
+def test_lowering_is_byte_for_byte_repeatable(toy_program):
+    from kokoro_build.executorch.lower import lower_module
+    module, _, _ = toy_program
+    example = (torch.ones(1, 4, 16), torch.ones(1, 8))
+    assert lower_module(module, example)[0] == lower_module(module, example)[0]

@@ -138,10 +138,11 @@ def lower_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: lis
     write_json(report_path, report)
     write_digest(out_path, kind=kind, sizes=sizes, passes=[r.as_dict() for r in records],
                  provenance=provenance)
-    print(f"executorch {label}: {len(program) / 1e6:.1f} MB, {census['delegated_ops']} ops in "
-          f"{census['delegate_calls']} XNNPACK calls, {census['portable_ops']} portable "
-          f"({', '.join(census['portable']) or 'none'}) in {time.time() - start:.0f} s "
-          f"-> {Path(out_path).name}", flush=True)
+    common = sorted(census["portable"].items(), key=lambda kv: -kv[1])[:4]
+    print(f"executorch {label}: {len(program) / 1e6:.2f} MB, {census['delegated_ops']} ops in "
+          f"{census['delegate_calls']} XNNPACK calls, {census['portable_ops']} on portable kernels "
+          f"(most: {', '.join(f'{name} {n}' for name, n in common) or 'none'}) in "
+          f"{time.time() - start:.0f} s -> {Path(out_path).name}", flush=True)
 
 
 def _version() -> str:

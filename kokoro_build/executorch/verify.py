@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..package import write_json
-from ..verify.task import VerifyError, run_sizes, threshold_for
+from ..verify.task import VerifyError, check_inputs, run_twin, threshold_for
 
 
 def verify_program(weights_path: str, kind: str, sizes: dict, passes: list, voice: str | None,
@@ -21,24 +21,15 @@ def verify_program(weights_path: str, kind: str, sizes: dict, passes: list, voic
                    thresholds: dict, out_path: str) -> None:
     import torch
 
-    from ..stages import get_stage_kind
     from ..surgery.registry import psnr_db
     from .program import Program
 
-    kind_class = get_stage_kind(kind)
-    blob = kind_class.load_source(weights_path)
-    stage = kind_class(blob["config"], passes, flexible=bool(flexible), options=options)
-    at = run_sizes(stage, sizes, flexible)
-    inputs = stage.example_inputs(at, blob["voices"].get(voice))
+    stage, at, inputs = check_inputs(weights_path, kind, sizes, passes, voice, flexible, options)
     print(f"verify {Path(program).name}: ExecuTorch runtime at {at}", flush=True)
     start = time.time()
     got = Program(program).run(list(inputs))
     run_seconds = time.time() - start
-    start = time.time()
-    with torch.no_grad():
-        reference = torch.jit.load(traced).eval()(*inputs)
-    twin_seconds = time.time() - start
-    reference = reference if isinstance(reference, (tuple, list)) else (reference,)
+    reference, twin_seconds = run_twin(traced, inputs)
     outputs = {}
     for spec, expected, value in zip(stage.outputs(at), reference, got):
         value = torch.from_numpy(value)

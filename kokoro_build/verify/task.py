@@ -38,6 +38,28 @@ def run_sizes(stage, sizes: dict[str, int], flexible: dict) -> dict[str, int]:
     return chosen
 
 
+def check_inputs(weights_path: str, kind: str, sizes: dict, passes: list, voice: str | None,
+                 flexible: dict, options: dict) -> tuple:
+    """(stage, the sizes to check at, its fixed-seed example inputs) for one artifact."""
+    from ..stages import get_stage_kind
+
+    kind_class = get_stage_kind(kind)
+    blob = kind_class.load_source(weights_path)
+    stage = kind_class(blob["config"], passes, flexible=bool(flexible), options=options)
+    at = run_sizes(stage, sizes, flexible)
+    return stage, at, stage.example_inputs(at, blob["voices"].get(voice))
+
+
+def run_twin(traced: str, inputs) -> tuple[tuple, float]:
+    """The traced torch twin's outputs on `inputs` (always a tuple), and its seconds."""
+    import torch
+
+    start = time.time()
+    with torch.no_grad():
+        reference = torch.jit.load(traced).eval()(*inputs)
+    return (reference if isinstance(reference, (tuple, list)) else (reference,)), time.time() - start
+
+
 def threshold_for(thresholds: dict, output: str) -> float:
     return thresholds.get("outputs", {}).get(output, thresholds["min_psnr_db"])
 
@@ -51,18 +73,13 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
     import torch
 
     from .audio import mel_correlation
-    from ..stages import get_stage_kind
     from ..surgery.registry import psnr_db
     from .ane import analyze_package, analyze_program
     from .mil_eval import MilEvaluator
 
     label = f"{kind} {Path(package).name}" + (f":{function}" if function else "")
     function_name = function or "main"  # a single-function package's one function
-    kind_class = get_stage_kind(kind)
-    blob = kind_class.load_source(weights_path)
-    stage = kind_class(blob["config"], passes, flexible=bool(flexible), options=options)
-    at = run_sizes(stage, sizes, flexible)
-    inputs = stage.example_inputs(at, blob["voices"].get(voice))
+    stage, at, inputs = check_inputs(weights_path, kind, sizes, passes, voice, flexible, options)
     names = [spec.name for spec in stage.inputs(at)]
     print(f"verify {label}: MIL evaluator ({precision}) at {at}", flush=True)
     start = time.time()
@@ -71,11 +88,7 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
     evaluated = evaluator.run({n: x.numpy() for n, x in zip(names, inputs)}, shapes=shapes,
                               function=function_name)
     eval_seconds = time.time() - start
-    start = time.time()
-    with torch.no_grad():
-        reference = torch.jit.load(traced).eval()(*inputs)
-    twin_seconds = time.time() - start
-    reference = reference if isinstance(reference, (tuple, list)) else (reference,)
+    reference, twin_seconds = run_twin(traced, inputs)
     outputs = {}
     for spec, expected in zip(stage.outputs(at), reference):
         got = torch.from_numpy(evaluated[spec.name])

@@ -1,6 +1,6 @@
 """Benchmark: the chain's real-time factor with the executorch backend against torch.
 
-    .venv/bin/python benchmarks/executorch.py [--variant artifacts/executorch] [--repeats 3]
+    .venv/bin/python benchmarks/backends.py [--variant artifacts/executorch] [--repeats 3]
 
 The same sentences (misaki's phonemes, computed once: G2P is excluded) through
 Chain.speak_phonemes with each backend: `torch` runs the traced fp32 twins, `executorch`
