@@ -290,7 +290,10 @@ class StageConfig(Strict):
     targets: list[Literal[TARGETS]] | None = None  # type: ignore[valid-type]
     executorch: ExecuTorchStage = Field(default_factory=ExecuTorchStage)
 
-    _targets_valid = field_validator("targets")(classmethod(lambda cls, v: _check_targets(v)))
+    @field_validator("targets")
+    @classmethod
+    def _targets_valid(cls, targets: list[str] | None) -> list[str] | None:
+        return _check_targets(targets)
 
     @field_validator("kind")
     @classmethod
@@ -469,7 +472,10 @@ class PipelineConfig(Strict):
     calibration: CalibrationConfig | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
-    _targets_valid = field_validator("targets")(classmethod(lambda cls, v: _check_targets(v)))
+    @field_validator("targets")
+    @classmethod
+    def _targets_valid(cls, targets: list[str]) -> list[str]:
+        return _check_targets(targets)
 
     @field_validator("stages")
     @classmethod

@@ -109,7 +109,8 @@ def _bundle_manifest(name: str, version: str, files: dict[str, bytes], variant: 
             "kind": stage["kind"], "where": stage.get("where", "graph"), "packaging": stage.get("packaging"),
             "artifacts": [{key: artifact.get(key) for key in (
                 "package", "function", "sizes", "flexible", "inputs", "outputs", "precision",
-                "compute_units", "compress", "sha256", "bytes", "executorch")} | {"verify": artifact["verify"]}
+                "compute_units", "compress", "sha256", "bytes")} | {"verify": artifact["verify"]} |
+                ({"executorch": artifact["executorch"]} if "executorch" in artifact else {})
                 for artifact in stage["artifacts"]]}
     return {
         "format": FORMAT, "name": name, "version": version,

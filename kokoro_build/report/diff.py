@@ -18,7 +18,9 @@ from pathlib import Path
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 METRICS = (("size MB", "mb"), ("worst parity dB", "psnr_db"), ("ANE FLOP share", "flop_share"),
-           ("ops", "ops"), ("build s", "seconds"))
+           ("ops", "ops"), ("build s", "seconds"),
+           # stages with ExecuTorch programs (targets: [.., executorch]) only
+           ("ExecuTorch MB", "pte_mb"), ("ExecuTorch parity dB", "pte_psnr_db"))
 
 
 class DiffError(ValueError):
@@ -80,13 +82,20 @@ def stage_metrics(side: Side) -> dict[str, dict[str, float]]:
             "seconds": sum(sum(v for v in r.get("seconds", {}).values() if isinstance(v, (int, float)))
                            for r in reports),
         }
+        programs = [a["executorch"] for a in stage["artifacts"] if "executorch" in a]
+        if programs:
+            metrics[name].update(pte_mb=sum(p["bytes"] for p in programs) / 1e6,
+                                 pte_psnr_db=min(min(p["verify"]["psnr_db"].values()) for p in programs))
     return metrics
 
 
 def artifact_digests(side: Side) -> dict[str, str]:
-    """{"stage package[:function]": sha256}."""
-    return {f"{stage} {a['package']}" + (f":{a['function']}" if a.get("function") else ""): a["sha256"]
-            for stage, s in side.manifest["stages"].items() for a in s["artifacts"]}
+    """{"stage package[:function]": sha256}, and {"stage program": sha256} for .pte files."""
+    digests = {f"{stage} {a['package']}" + (f":{a['function']}" if a.get("function") else ""): a["sha256"]
+               for stage, s in side.manifest["stages"].items() for a in s["artifacts"]}
+    digests.update({f"{stage} {a['executorch']['program']}": a["executorch"]["sha256"]
+                    for stage, s in side.manifest["stages"].items() for a in s["artifacts"] if "executorch" in a})
+    return digests
 
 
 def speech_correlation(a: Side, b: Side, backend: str) -> float:
@@ -153,6 +162,8 @@ def format_diff(a: Side, b: Side, markdown: bool = False, speech: float | None =
     for stage in sorted(set(metrics_a) | set(metrics_b)):
         for title, key in METRICS:
             left, right = (metrics_a.get(stage, {}).get(key), metrics_b.get(stage, {}).get(key))
+            if left is None and right is None:  # an ExecuTorch metric where neither side has programs
+                continue
             delta = right - left if None not in (left, right) and abs(left) != float("inf") \
                 and abs(right) != float("inf") else None
             rows.append([stage, title, _cell(left) if left is not None else "—",
