@@ -368,18 +368,17 @@ def _stage_tasks(config, stage_name, stage, out, weights, calibration: Path | No
             "clean": [remove_targets],
         }
         if paths.program is not None:
-            yield from _executorch_tasks(config, stage_name, stage, paths, out, weights, export_slice)
+            yield from _executorch_tasks(config, stage_name, stage, paths, out, weights, export_slice, not_ours)
     if stage.packaging == "multifunction":
         yield _merge_task(stage_name, all_paths, out)
 
 
 def _executorch_tasks(config, stage_name: str, stage: StageConfig, paths: ArtifactPaths, out: Path,
-                      weights: Path, export_slice: dict) -> Iterator[dict]:
+                      weights: Path, export_slice: dict, not_ours: tuple[str, ...]) -> Iterator[dict]:
     """The shape's ExecuTorch program (the Core ML export's module, through torch.export)
     and its check against the traced twin in the ExecuTorch runtime."""
     label, program = paths.point.label, paths.program
     lower_slice = {**export_slice, "export": stage.executorch.export}
-    not_ours = G2P_ONLY if stage.kind != "g2p" else ()
     yield _cached({
         "basename": stage_name, "name": f"{label}.pte",
         "doc": f"torch.export + XNNPACK {stage_name} at {label} -> {program.relative_to(out)}",

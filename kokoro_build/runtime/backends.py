@@ -110,8 +110,8 @@ class ExecuTorchBackend:
         path = entry["program"]
         if path not in self._programs:
             self._programs[path] = Program(self.variant_dir / path)
-        feeds = [np.asarray(inputs[spec["name"]]).astype(spec["dtype"]) for spec in artifact["inputs"]]
-        outputs = self._programs[path].run(feeds)
+        # in the stage's order; Program casts each to the dtype the program was exported with
+        outputs = self._programs[path].run([inputs[spec["name"]] for spec in artifact["inputs"]])
         return {spec["name"]: out for spec, out in zip(artifact["outputs"], outputs)}
 
 
