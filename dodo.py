@@ -10,11 +10,11 @@ import sys
 
 from doit import get_var
 
-from kokoro_build import doit_db
-from kokoro_build.config import ConfigError, load_config
-from kokoro_build.package import OutputDirError, prepare_output_dir
-from kokoro_build.reproducible import pin_hash_seed
-from kokoro_build.tasks import artifacts_dir, generate_tasks, recipe_path
+from kokoro_build.store import doit_db
+from kokoro_build.spec.config import ConfigError, load_config
+from kokoro_build.store.package import OutputDirError, prepare_output_dir
+from kokoro_build.store.reproducible import pin_hash_seed
+from kokoro_build.plan.tasks import artifacts_dir, generate_tasks, recipe_path
 
 pin_hash_seed()  # before any work: equal inputs must give equal bytes (reproducible.py)
 

@@ -41,8 +41,8 @@ def main() -> None:
     from kokoro_build.verify.audio import mel_correlation
     from kokoro_build.runtime import Chain
     from kokoro_build.runtime.text import misaki_g2p, speakable
-    from kokoro_build.source.kmodel import build_kmodel
-    from kokoro_build.source.weights import load_weights
+    from kokoro_build.model.source.kmodel import build_kmodel
+    from kokoro_build.model.source.weights import load_weights
 
     torch.set_num_threads(2)
     chain = Chain(args.variant)

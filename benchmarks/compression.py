@@ -33,7 +33,7 @@ VOICE = "jf_alpha"
 
 
 def variant_row(variant: Path, phonemes: list[str]) -> dict:
-    from kokoro_build.manifest import load_manifest
+    from kokoro_build.store.manifest import load_manifest
     from kokoro_build.runtime import Chain
     from kokoro_build.verify.audio import mel_correlation
 

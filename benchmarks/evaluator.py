@@ -31,7 +31,7 @@ def main() -> None:
 
     import torch
 
-    from kokoro_build.manifest import load_manifest
+    from kokoro_build.store.manifest import load_manifest
     from kokoro_build.report.summary import variant_summary
     from kokoro_build.runtime.chain import Chain
 

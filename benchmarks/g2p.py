@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--backend", default="mil", choices=("mil", "torch"))
     args = parser.parse_args()
 
-    from kokoro_build.manifest import load_manifest
+    from kokoro_build.store.manifest import load_manifest
     from kokoro_build.runtime.backends import make_backend
     from kokoro_build.runtime.device_g2p import DeviceG2P
 

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def merge(functions: dict[str, Path], out: Path) -> tuple[int, float]:
-    from kokoro_build.multifunction import save_functions
-    from kokoro_build.package import tree_digest
+    from kokoro_build.targets.coreml.multifunction import save_functions
+    from kokoro_build.store.package import tree_digest
     start = time.time()
     save_functions(functions, next(iter(functions)), out)
     return tree_digest(out)["bytes"], time.time() - start
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--variant", default=str(ROOT / "artifacts" / "default"))
     args = parser.parse_args()
 
-    from kokoro_build.manifest import load_manifest
+    from kokoro_build.store.manifest import load_manifest
     variant = Path(args.variant)
     manifest = load_manifest(variant)
     stages, merged_bytes = {}, {}

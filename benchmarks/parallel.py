@@ -25,8 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from kokoro_build.config import load_config  # noqa: E402
-from kokoro_build.package import DIGEST_SUFFIX  # noqa: E402
+from kokoro_build.spec.config import load_config  # noqa: E402
+from kokoro_build.store.package import DIGEST_SUFFIX  # noqa: E402
 
 
 def build(folder: Path, config: Path, *args: str, env: dict | None = None) -> dict:

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from .config import ConfigError, load_config
+from kokoro_build.spec.config import ConfigError, load_config
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -23,9 +23,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_speak(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .package import atomic_path
-    from .runtime import Chain, ChainError
-    from .runtime.backends import BackendError
+    from kokoro_build.store.package import atomic_path
+    from kokoro_build.runtime import Chain, ChainError
+    from kokoro_build.runtime.backends import BackendError
 
     text = args.text if args.text != "-" else sys.stdin.read()
     variant_dir = Path(args.artifacts) / args.variant
@@ -53,8 +53,8 @@ def cmd_speak(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .report.summary import format_terminal, variant_summary
-    from .report.variant import speech_finding
+    from kokoro_build.report.summary import format_terminal, variant_summary
+    from kokoro_build.report.variant import speech_finding
 
     variant_dir = Path(args.artifacts) / args.variant
     try:
@@ -75,7 +75,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from .recipes import list_recipes
+    from kokoro_build.spec.recipes import list_recipes
 
     rows = list_recipes(args.folder)
     if not rows:
@@ -90,7 +90,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .report.diff import DiffError, format_diff, resolve, speech_correlation
+    from kokoro_build.report.diff import DiffError, format_diff, resolve, speech_correlation
 
     try:
         a, b = (resolve(spec, Path(args.artifacts), Path(args.recipes)) for spec in (args.a, args.b))
@@ -107,8 +107,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from . import __version__
-    from .release import ReleaseError, build_release, verify_release
+    from kokoro_build import __version__
+    from kokoro_build.store.release import ReleaseError, build_release, verify_release
 
     variant_dir = Path(args.artifacts) / args.variant
     try:
@@ -127,7 +127,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_release(args: argparse.Namespace) -> int:
-    from .release import verify_release
+    from kokoro_build.store.release import verify_release
 
     problems = verify_release(args.file)
     for problem in problems:
@@ -140,7 +140,7 @@ def cmd_verify_release(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .package import DIGEST_SUFFIX, artifact_problems
+    from kokoro_build.store.package import DIGEST_SUFFIX, artifact_problems
 
     variant_dir = Path(args.artifacts) / args.variant
     digests = sorted(p for p in variant_dir.rglob(f"*{DIGEST_SUFFIX}") if ".cache" not in p.parts)

@@ -16,7 +16,7 @@ def tiny_config() -> dict:
 @pytest.fixture(scope="session")
 def tiny_kmodel(tiny_config):
     """Read-only: tests that rewrite it must deepcopy first."""
-    from kokoro_build.source.kmodel import build_kmodel
+    from kokoro_build.model.source.kmodel import build_kmodel
     torch.manual_seed(3)
     return build_kmodel(tiny_config, None)
 

@@ -4,8 +4,8 @@ dropped and rebuilt."""
 import json
 from pathlib import Path
 
-from kokoro_build.cache import run_cached, step_key
-from kokoro_build.package import atomic_path, write_digest
+from kokoro_build.store.cache import run_cached, step_key
+from kokoro_build.store.package import atomic_path, write_digest
 
 
 def make_step(calls: list, content: str):

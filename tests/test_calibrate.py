@@ -7,7 +7,7 @@ import pytest
 ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 
-from kokoro_build.calibrate import CalibrationError, load_ranges, share_concat_ranges  # noqa: E402
+from kokoro_build.targets.coreml.calibrate import CalibrationError, load_ranges, share_concat_ranges  # noqa: E402
 
 
 def test_a_concat_and_its_inputs_share_one_range_across_concats():

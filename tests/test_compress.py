@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from kokoro_build.compress import compress_model
-from kokoro_build.compress_schema import CompressConfig
+from kokoro_build.targets.coreml.compress import compress_model
+from kokoro_build.spec.compress_schema import CompressConfig
 
 ct = pytest.importorskip("coremltools")
 
@@ -40,7 +40,7 @@ def converted():
 
 
 def ops(model) -> dict[str, int]:
-    from kokoro_build.convert import op_census
+    from kokoro_build.targets.coreml.convert import op_census
     return op_census(model)
 
 
@@ -56,7 +56,7 @@ def test_palettize_everything_big_enough(converted, tmp_path):
     out = compress_model(model, CompressConfig.model_validate({"palettize": {"nbits": 6}}))
     assert ops(out).get("constexpr_lut_to_dense") == 3  # two convs and the linear (> 2048 weights)
     assert "kokoro_build.provenance" in out.user_defined_metadata
-    assert '"nbits": 6' in out.user_defined_metadata["kokoro_build.compress"]
+    assert '"nbits": 6' in out.user_defined_metadata["kokoro_build.targets.coreml.compress"]
     got = run(out, x, tmp_path)
     assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.999
 
@@ -140,7 +140,7 @@ def test_an_integer_add_is_left_alone():
     fail with a KeyError: the op has no calibrated (floating-point) range."""
     from coremltools.converters.mil import Builder as mb
 
-    from kokoro_build.compress import activation_skips
+    from kokoro_build.targets.coreml.compress import activation_skips
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 8), dtype=ct.converters.mil.mil.types.int32),
                              mb.TensorSpec(shape=(1, 8))], opset_version=ct.target.iOS17)

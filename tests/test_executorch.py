@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from kokoro_build.config import ConfigError, load_config
-from kokoro_build.tasks import generate_tasks
+from kokoro_build.spec.config import ConfigError, load_config
+from kokoro_build.plan.tasks import generate_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ class Toy(nn.Module):
 
 @pytest.fixture(scope="module")
 def toy_program(tmp_path_factory):
-    from kokoro_build.executorch.lower import lower_module
+    from kokoro_build.targets.executorch.lower import lower_module
     torch.manual_seed(0)
     module = Toy().eval()
     example = (torch.randn(1, 4, 16), torch.randn(1, 8))
@@ -108,7 +108,7 @@ def test_the_census_names_what_xnnpack_took_and_what_stayed_portable(toy_program
 
 
 def test_a_dynamic_program_runs_every_size_of_its_dim_and_refuses_past_it(toy_program):
-    from kokoro_build.executorch.program import Program, ProgramError
+    from kokoro_build.runtime.executorch_program import Program, ProgramError
     module, path, _ = toy_program
     program = Program(path)
     style = torch.randn(1, 8)
@@ -131,8 +131,8 @@ def test_a_dynamic_program_runs_every_size_of_its_dim_and_refuses_past_it(toy_pr
 
 
 def test_dynamic_shapes_mark_the_axes_a_flexible_dim_moves():
-    from kokoro_build.executorch.lower import dynamic_shapes
-    from kokoro_build.stages.base import TensorSpec
+    from kokoro_build.targets.executorch.lower import dynamic_shapes
+    from kokoro_build.model.stages.base import TensorSpec
 
     class Stage:
         def inputs(self, sizes):
@@ -152,8 +152,8 @@ def test_dynamic_shapes_mark_the_axes_a_flexible_dim_moves():
 
 def test_strict_export_lowers_the_same_function(toy_program, tmp_path):
     """`executorch: {export: strict}`: TorchDynamo captures the module instead."""
-    from kokoro_build.executorch.lower import lower_module
-    from kokoro_build.executorch.program import Program
+    from kokoro_build.targets.executorch.lower import lower_module
+    from kokoro_build.runtime.executorch_program import Program
     module, _, _ = toy_program
     example = (torch.randn(1, 4, 16), torch.randn(1, 8))
     program, _ = lower_module(module, example, strict=True)
@@ -165,7 +165,7 @@ def test_strict_export_lowers_the_same_function(toy_program, tmp_path):
 
 
 def test_lowering_is_byte_for_byte_repeatable(toy_program):
-    from kokoro_build.executorch.lower import lower_module
+    from kokoro_build.targets.executorch.lower import lower_module
     module, _, _ = toy_program
     example = (torch.ones(1, 4, 16), torch.ones(1, 8))
     assert lower_module(module, example)[0] == lower_module(module, example)[0]

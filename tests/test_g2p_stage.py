@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from kokoro_build.source import g2p_en
-from kokoro_build.stages import get_stage_kind
+from kokoro_build.model.source import g2p_en
+from kokoro_build.model.stages import get_stage_kind
 from kokoro_build.runtime.device_g2p import word_ids
 
 
@@ -77,7 +77,7 @@ def test_inputs_outputs_and_examples(stage):
 
 
 def test_one_wrong_symbol_fails_every_parity_gate(stage):
-    from kokoro_build.surgery.registry import psnr_db
+    from kokoro_build.model.surgery.registry import psnr_db
     expected = torch.full((1, 20), g2p_en.END, dtype=torch.int32)
     expected[0, :6] = torch.tensor([40, 41, 42, 43, 44, 45])
     got = expected.clone()

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from kokoro_build.config import StageConfig
-from kokoro_build.source.kmodel import build_kmodel
-from kokoro_build.stages import get_stage_kind
-from kokoro_build.surgery.registry import make_pass
+from kokoro_build.spec.config import StageConfig
+from kokoro_build.model.source.kmodel import build_kmodel
+from kokoro_build.model.stages import get_stage_kind
+from kokoro_build.model.surgery.registry import make_pass
 
 
 def _passes(kind):

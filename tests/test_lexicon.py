@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from kokoro_build.package import digest_path
+from kokoro_build.store.package import digest_path
 from kokoro_build.runtime.device_g2p import read_lexicon
-from kokoro_build.source import lexicon
+from kokoro_build.model.source import lexicon
 
 GOLD = {"zebra": "zˈibɹə", "read": {"DEFAULT": "ɹˈid", "VBD": "ɹˈɛd"}, "Éclair": "Aklˈɛɹ",
         "AA": {"DEFAULT": None, "NOUN": None}, "apple": "ˈæpᵊl", "button": "bˈʌʔn", "water": "wˈɔɾəɹ"}

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from kokoro_build.package import atomic_path, digest_path, tree_digest, write_digest, write_json
+from kokoro_build.store.package import atomic_path, digest_path, tree_digest, write_digest, write_json
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporaries(tmp_path):

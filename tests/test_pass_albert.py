@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from kokoro_build.source.kmodel import import_kokoro_model
-from kokoro_build.surgery import SurgeryError, apply_passes
+from kokoro_build.model.source.kmodel import import_kokoro_model
+from kokoro_build.model.surgery import SurgeryError, apply_passes
 
 kokoro = import_kokoro_model()
 from kokoro.modules import CustomAlbert  # noqa: E402

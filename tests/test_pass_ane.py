@@ -2,9 +2,9 @@
 import torch
 from torch import nn
 
-from kokoro_build.source.kmodel import import_kokoro_model
-from kokoro_build.surgery import apply_passes
-from kokoro_build.surgery.passes.layout import Conv1x1Linear
+from kokoro_build.model.source.kmodel import import_kokoro_model
+from kokoro_build.model.surgery import apply_passes
+from kokoro_build.model.surgery.passes.layout import Conv1x1Linear
 
 kokoro = import_kokoro_model()
 from kokoro.istftnet import AdaINResBlock1  # noqa: E402

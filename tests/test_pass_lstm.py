@@ -5,9 +5,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from kokoro_build.source.kmodel import import_kokoro_model
-from kokoro_build.surgery import apply_passes
-from kokoro_build.surgery.passes.lstm import MaskedBiLSTM
+from kokoro_build.model.source.kmodel import import_kokoro_model
+from kokoro_build.model.surgery import apply_passes
+from kokoro_build.model.surgery.passes.lstm import MaskedBiLSTM
 
 kokoro = import_kokoro_model()
 from kokoro.modules import DurationEncoder, TextEncoder  # noqa: E402
@@ -61,7 +61,7 @@ def test_masked_matches_packing_on_a_padded_bucket():
 def test_unmasked_on_a_padded_bucket_fails_the_gate():
     """Without the mask the backward LSTM reads the padding: parity catches it."""
     import pytest
-    from kokoro_build.surgery import SurgeryError
+    from kokoro_build.model.surgery import SurgeryError
     with pytest.raises(SurgeryError, match="kokoro::unpack_lstm: parity"):
         apply_passes(Encoders().eval(), [("kokoro::unpack_lstm", {})], _inputs(16, 11))
 

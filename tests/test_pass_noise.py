@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from kokoro_build.source.kmodel import import_kokoro_model
-from kokoro_build.surgery import SurgeryError, apply_passes, make_pass
-from kokoro_build.surgery.passes.noise import seeded_noise, supply_noise
+from kokoro_build.model.source.kmodel import import_kokoro_model
+from kokoro_build.model.surgery import SurgeryError, apply_passes, make_pass
+from kokoro_build.model.surgery.passes.noise import seeded_noise, supply_noise
 
 kokoro = import_kokoro_model()
 from kokoro.istftnet import SourceModuleHnNSF  # noqa: E402
@@ -85,7 +85,7 @@ def test_zero_mode_needs_conv_stft_and_pins_its_phase():
 
 
 def test_zero_mode_sets_the_phase_floor_on_conv_stft():
-    from kokoro_build.surgery.passes.stft import ConvSTFT
+    from kokoro_build.model.surgery.passes.stft import ConvSTFT
     holder = nn.Module()
     holder.stft, holder.gen = ConvSTFT(8, 2, 8), Source()
     make_pass("kokoro::deterministic_noise", {"mode": "zero"}).apply(holder)

@@ -2,9 +2,9 @@
 import torch
 from torch import nn
 
-from kokoro_build.source.kmodel import import_kokoro_model
-from kokoro_build.stages.frames import run_over_valid
-from kokoro_build.surgery import SurgeryError, apply_passes
+from kokoro_build.model.source.kmodel import import_kokoro_model
+from kokoro_build.model.stages.frames import run_over_valid
+from kokoro_build.model.surgery import SurgeryError, apply_passes
 
 kokoro = import_kokoro_model()
 from kokoro.istftnet import AdainResBlk1d  # noqa: E402

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from kokoro_build.surgery import apply_passes
-from kokoro_build.surgery.passes.recurrent_scan import ScanGRU, ScanLSTM
+from kokoro_build.model.surgery import apply_passes
+from kokoro_build.model.surgery.passes.recurrent_scan import ScanGRU, ScanLSTM
 
 
 class Recurrent(nn.Module):

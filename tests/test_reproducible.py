@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from kokoro_build.package import tree_digest
-from kokoro_build.reproducible import build_stamp, normalize_package
+from kokoro_build.store.package import tree_digest
+from kokoro_build.store.reproducible import build_stamp, normalize_package
 
 ct = pytest.importorskip("coremltools")
 
@@ -25,7 +25,7 @@ class Net(nn.Module):
 
 
 def convert(channels: int = 8):
-    from kokoro_build.reproducible import reset_mil_names
+    from kokoro_build.store.reproducible import reset_mil_names
     reset_mil_names()  # as convert.py does before each conversion
     traced = torch.jit.trace(Net(channels).eval(), torch.zeros(1, channels, 10))
     model = ct.convert(traced, inputs=[ct.TensorType(name="x", shape=(1, channels, 10))], convert_to="mlprogram",
@@ -71,7 +71,7 @@ def test_mil_names_restart_after_a_reset():
     measured `reshape_0_shape_0` in one run and `reshape_1_shape_0` in another)."""
     from coremltools.converters.mil import Builder as mb
 
-    from kokoro_build.reproducible import reset_mil_names
+    from kokoro_build.store.reproducible import reset_mil_names
 
     def names():
         @mb.program(input_specs=[mb.TensorSpec(shape=(4,))], opset_version=ct.target.iOS17)
@@ -93,7 +93,7 @@ def test_doit_runs_with_the_hash_seed_pinned(tmp_path):
     import subprocess
     import sys
     dodo = tmp_path / "dodo.py"
-    dodo.write_text("import os\nfrom kokoro_build.reproducible import pin_hash_seed\npin_hash_seed()\n"
+    dodo.write_text("import os\nfrom kokoro_build.store.reproducible import pin_hash_seed\npin_hash_seed()\n"
                     "def task_seed():\n"
                     "    return {'actions': [lambda: print('seed', os.environ.get('PYTHONHASHSEED'))],\n"
                     "            'verbosity': 2}\n")

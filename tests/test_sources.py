@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kokoro_build.source.weights import build_weights, load_weights
+from kokoro_build.model.source.weights import build_weights, load_weights
 
 TINY = Path(__file__).resolve().parent / "fixtures" / "tiny-kokoro.json"
 

@@ -2,9 +2,9 @@
 default surgery on each."""
 import torch
 
-from kokoro_build.config import STAGE_DIMS, StageConfig
-from kokoro_build.stages import get_stage_kind
-from kokoro_build.surgery import apply_passes
+from kokoro_build.spec.config import STAGE_DIMS, StageConfig
+from kokoro_build.model.stages import get_stage_kind
+from kokoro_build.model.surgery import apply_passes
 
 PADDED = [("kokoro::remove_dropout", {}), ("kokoro::fold_weight_norm", {}),
           ("kokoro::unpack_lstm", {"masked": True}), ("kokoro::albert_inputs", {"mask": "additive"})]
@@ -61,7 +61,7 @@ def test_vocoder_noise_inputs_follow_the_noise_mode(tiny_config, tiny_voice_pack
 
 
 def test_flexible_shapes_are_described_per_axis(tiny_config):
-    from kokoro_build.export import describe
+    from kokoro_build.targets.coreml.export import describe
     prosody = get_stage_kind("prosody")(tiny_config, [])
     ranged = describe(prosody.inputs, {"frames": 400}, {"frames": {"range": [20, 400]}})
     assert ranged[0] == {"name": "en", "shape": [1, 640, 400], "dtype": "float32",
@@ -72,7 +72,7 @@ def test_flexible_shapes_are_described_per_axis(tiny_config):
 
 
 def test_shape_points_and_labels():
-    from kokoro_build.tasks import shape_points
+    from kokoro_build.plan.tasks import shape_points
     stage = StageConfig(kind="duration", shapes={"tokens": {"range": [2, 512]}})
     (point,) = shape_points(stage)
     assert (point.label, point.sizes, point.flexible) == ("tokens_range", {"tokens": 512},

@@ -6,11 +6,11 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from kokoro_build.surgery import (SurgeryError, SurgeryPass, apply_passes, make_pass,
+from kokoro_build.model.surgery import (SurgeryError, SurgeryPass, apply_passes, make_pass,
                                   register_pass, registered_passes)
-from kokoro_build.surgery import registry
-from kokoro_build.surgery.passes.stft import ConvSTFT
-from kokoro_build.source.kmodel import import_kokoro_model
+from kokoro_build.model.surgery import registry
+from kokoro_build.model.surgery.passes.stft import ConvSTFT
+from kokoro_build.model.source.kmodel import import_kokoro_model
 
 kokoro = import_kokoro_model()
 from kokoro.istftnet import AdainResBlk1d, TorchSTFT  # noqa: E402
@@ -34,7 +34,7 @@ def test_builtin_passes_are_namespaced_and_registered():
 
 
 def test_catalog_and_registry_agree():
-    from kokoro_build.surgery.catalog import PASS_OPTIONS, PRESETS
+    from kokoro_build.spec.pass_catalog import PASS_OPTIONS, PRESETS
     passes = registered_passes()
     assert set(PASS_OPTIONS) == {i for i in passes if i.startswith("kokoro::")}
     assert all(passes[i].Options is PASS_OPTIONS[i] for i in PASS_OPTIONS)
@@ -44,7 +44,7 @@ def test_catalog_and_registry_agree():
 def test_every_pass_module_registers_something():
     import importlib
     import pkgutil
-    from kokoro_build.surgery import passes
+    from kokoro_build.model.surgery import passes
     modules = {f"{passes.__name__}.{m.name}" for m in pkgutil.iter_modules(passes.__path__)}
     owners = {cls.__module__ for cls in registered_passes().values()}
     assert modules == owners, "every file in surgery/passes/ must register a pass"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from kokoro_build.config import load_config
-from kokoro_build.stages import stage_kinds
-from kokoro_build.config import STAGE_DIMS, STAGE_MODES
-from kokoro_build.surgery.catalog import DEFAULT_PRESET
-from kokoro_build.tasks import generate_tasks
+from kokoro_build.spec.config import load_config
+from kokoro_build.model.stages import stage_kinds
+from kokoro_build.spec.config import STAGE_DIMS, STAGE_MODES
+from kokoro_build.spec.pass_catalog import DEFAULT_PRESET
+from kokoro_build.plan.tasks import generate_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,8 +174,8 @@ def test_alignment_where_host_builds_nothing_and_graph_builds_buckets(tmp_path):
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
 def test_recipes_validate_and_build_beside_the_default_variant(recipe):
-    from kokoro_build.config import load_config
-    from kokoro_build.tasks import artifacts_dir
+    from kokoro_build.spec.config import load_config
+    from kokoro_build.plan.tasks import artifacts_dir
     config = load_config(recipe)
     assert config.name == recipe.stem
     assert artifacts_dir(config, recipe) == ROOT / "artifacts" / recipe.stem

@@ -36,9 +36,9 @@ class Side:
 
 
 def resolve(spec: str, artifacts: Path, recipes: Path) -> Side:
-    from ..config import ConfigError, load_config
-    from ..manifest import load_manifest
-    from ..tasks import artifacts_dir
+    from kokoro_build.spec.config import ConfigError, load_config
+    from kokoro_build.store.manifest import load_manifest
+    from kokoro_build.plan.tasks import artifacts_dir
 
     config_path = None
     if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():
@@ -99,9 +99,9 @@ def artifact_digests(side: Side) -> dict[str, str]:
 
 
 def speech_correlation(a: Side, b: Side, backend: str) -> float:
-    from ..runtime import Chain
-    from ..runtime.text import misaki_g2p
-    from ..verify.audio import mel_correlation
+    from kokoro_build.runtime import Chain
+    from kokoro_build.runtime.text import misaki_g2p
+    from kokoro_build.verify.audio import mel_correlation
 
     phonemes = misaki_g2p()(SENTENCE)
     def voices(side: Side) -> set[str]:
@@ -132,7 +132,7 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> list[st
 
 
 def format_diff(a: Side, b: Side, markdown: bool = False, speech: float | None = None) -> str:
-    from ..recipes import config_diff
+    from kokoro_build.spec.recipes import config_diff
 
     h = (lambda t: f"## {t}") if markdown else (lambda t: f"{t}\n{'=' * len(t)}")
     out = [f"# {a.label} → {b.label}" if markdown else f"diff {a.label} -> {b.label}", ""]

@@ -51,7 +51,7 @@ def waveform_chart(reference: np.ndarray, chain: np.ndarray, sample_rate: int) -
 
 
 def spectrogram_chart(reference: np.ndarray, chain: np.ndarray) -> bytes:
-    from ..verify.audio import log_mel
+    from kokoro_build.verify.audio import log_mel
     plt, fig = _figure(8, 4.5)
     for i, (title, audio) in enumerate((("reference (torch twins)", reference),
                                         ("chain (saved artifacts, MIL evaluator)", chain))):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..manifest import load_manifest, verify_path
+from kokoro_build.store.manifest import load_manifest, verify_path
 
 
 def variant_summary(variant_dir: str | Path) -> dict:

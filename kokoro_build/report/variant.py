@@ -11,8 +11,8 @@ import html
 import time
 from pathlib import Path
 
-from ..package import atomic_path, write_json
-from .summary import artifact_table, markdown_table, program_table, variant_summary
+from kokoro_build.store.package import atomic_path, write_json
+from kokoro_build.report.summary import artifact_table, markdown_table, program_table, variant_summary
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and the report hears every word."
 FIGURES = ("ane", "waveform", "spectrogram")
@@ -20,8 +20,8 @@ FIGURES = ("ane", "waveform", "spectrogram")
 
 def speak_both(variant_dir: Path, voice: str, text: str = SENTENCE):
     """(reference audio, chain audio, chain real-time factor) for `text`."""
-    from ..runtime import Chain
-    from ..runtime.text import misaki_g2p
+    from kokoro_build.runtime import Chain
+    from kokoro_build.runtime.text import misaki_g2p
     g2p = misaki_g2p()
     reference = Chain(variant_dir, backend="torch", g2p=g2p).speak(text, voice=voice, seed=0)
     chain = Chain(variant_dir, backend="mil", g2p=g2p).speak(text, voice=voice, seed=0)
@@ -36,8 +36,8 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
                          gates: dict | None = None) -> None:
     import soundfile
 
-    from . import plots
-    from ..verify.audio import audio_failures, audio_metrics
+    from kokoro_build.report import plots
+    from kokoro_build.verify.audio import audio_failures, audio_metrics
 
     root = Path(variant_dir)
     start = time.time()

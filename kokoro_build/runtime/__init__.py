@@ -1,5 +1,5 @@
 """The chain: text -> phonemes -> duration -> alignment -> prosody -> vocoder -> audio,
 run from a built variant's manifest on a named backend."""
-from .chain import Chain, ChainError, Speech
+from kokoro_build.runtime.chain import Chain, ChainError, Speech
 
 __all__ = ["Chain", "ChainError", "Speech"]

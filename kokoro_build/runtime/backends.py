@@ -73,7 +73,7 @@ class MilBackend:
         self._evaluators: dict[str, object] = {}
 
     def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..verify.mil_eval import MilEvaluator
+        from kokoro_build.verify.mil_eval import MilEvaluator
         path = artifact["package"]
         if path not in self._evaluators:
             self._evaluators[path] = MilEvaluator(self.variant_dir / path)
@@ -81,7 +81,7 @@ class MilBackend:
                  for spec in artifact["inputs"]}
         stats = None
         if self.stats is not None:
-            from ..verify.stats import ActivationStats
+            from kokoro_build.verify.stats import ActivationStats
             stats = self.stats.setdefault(path, ActivationStats(percentiles=()))
         return self._evaluators[path].run(feeds, function=artifact.get("function") or "main", stats=stats)
 
@@ -102,7 +102,7 @@ class ExecuTorchBackend:
         self._programs: dict[str, object] = {}
 
     def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ..executorch.program import Program
+        from kokoro_build.runtime.executorch_program import Program
         entry = artifact.get("executorch")
         if entry is None:
             raise BackendError(f"{artifact['package']} has no ExecuTorch program: build the variant "

@@ -9,11 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from ..manifest import load_manifest
-from ..stages.base import HARMONICS, samples_per_frame
-from .backends import make_backend
-from .device_g2p import DeviceG2P, DeviceG2PError
-from .text import MAX_TOKENS, chunk_phonemes, clean_text, foreign_scripts, halve, misaki_g2p, speakable
+from kokoro_build.store.manifest import load_manifest
+from kokoro_build.model.stages.base import HARMONICS, samples_per_frame
+from kokoro_build.runtime.backends import make_backend
+from kokoro_build.runtime.device_g2p import DeviceG2P, DeviceG2PError
+from kokoro_build.runtime.text import MAX_TOKENS, chunk_phonemes, clean_text, foreign_scripts, halve, misaki_g2p, speakable
 
 SAMPLE_RATE = 24000
 # duration, then either prosody and vocoder or the fused synthesizer
@@ -66,7 +66,7 @@ class Chain:
         lexicon and neural G2P artifact, run by `backend`), or any text -> phonemes callable.
         `manifest`: the artifacts to run, if not the variant's manifest.json (calibration
         runs the converted packages before there is one)."""
-        from ..source.weights import load_weights
+        from kokoro_build.model.source.weights import load_weights
 
         self.variant_dir = Path(variant_dir)
         self.manifest = manifest if manifest is not None else load_manifest(self.variant_dir)
@@ -263,7 +263,7 @@ class Chain:
 
     def _noise(self, frames: int, bucket: int, noise_seed: int) -> dict[str, np.ndarray]:
         """The source's random numbers for the valid frames, zero-padded to the bucket."""
-        from ..surgery.passes.noise import seeded_noise
+        from kokoro_build.model.surgery.passes.noise import seeded_noise
         phase_init, source_noise = seeded_noise(frames * self.samples_per_frame, HARMONICS, noise_seed)
         return {"phase_init": phase_init.numpy(),
                 "source_noise": _pad_last(source_noise.numpy(), bucket * self.samples_per_frame)}

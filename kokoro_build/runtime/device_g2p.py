@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .arpabet import FLAP, to_kokoro
-from .normalize import normalize
+from kokoro_build.runtime.arpabet import FLAP, to_kokoro
+from kokoro_build.runtime.normalize import normalize
 
 PRIMARY, SECONDARY = "ˈ", "ˌ"
 VOWEL_SYMBOLS = set("AIOWYaiuæɑɒɔəɛɜɪʊʌᵻᵊ")

@@ -12,7 +12,7 @@ import platform
 from collections import Counter
 from pathlib import Path
 
-from . import ane_rules as rules
+from kokoro_build.verify import ane_rules as rules
 
 ELIGIBLE = "ane"
 
@@ -137,7 +137,7 @@ def analyze_package(package: str | Path, analyzer: str = "static", compute_units
                     shapes: dict | None = None, function: str = "main") -> dict:
     if analyzer == "compute-plan":
         return compute_plan_report(package, compute_units, function)
-    from .mil_eval import load_program
+    from kokoro_build.verify.mil_eval import load_program
     return analyze_program(load_program(package), function=function, shapes=shapes)
 
 
@@ -151,7 +151,7 @@ def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne",
     import coremltools as ct
     from coremltools.models.compute_plan import MLComputePlan
 
-    from ..convert import COMPUTE_UNITS
+    from kokoro_build.targets.coreml.convert import COMPUTE_UNITS
     compiled = ct.models.utils.compile_model(str(package))
     plan = MLComputePlan.load_from_path(
         path=compiled, compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))

@@ -22,9 +22,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..memory import map_large_buffers
-from .kernels import KERNELS, Args, MilEvalError
-from .stats import ActivationStats
+from kokoro_build.store.memory import map_large_buffers
+from kokoro_build.verify.kernels import KERNELS, Args, MilEvalError
+from kokoro_build.verify.stats import ActivationStats
 
 PRECISIONS = ("fp16", "fp32")
 # Ops that only move values: their outputs are already what the program's dtype holds

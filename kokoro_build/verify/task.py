@@ -11,8 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from ..manifest import report_path
-from ..package import write_json
+from kokoro_build.store.manifest import report_path
+from kokoro_build.store.package import write_json
 
 
 # log_mel's 1024-sample window needs a longer signal than the tiny test model's buckets
@@ -41,7 +41,7 @@ def run_sizes(stage, sizes: dict[str, int], flexible: dict) -> dict[str, int]:
 def check_inputs(weights_path: str, kind: str, sizes: dict, passes: list, voice: str | None,
                  flexible: dict, options: dict) -> tuple:
     """(stage, the sizes to check at, its fixed-seed example inputs) for one artifact."""
-    from ..stages import get_stage_kind
+    from kokoro_build.model.stages import get_stage_kind
 
     kind_class = get_stage_kind(kind)
     blob = kind_class.load_source(weights_path)
@@ -72,10 +72,10 @@ def verify_artifact(weights_path: str, kind: str, sizes: dict, passes: list, voi
     conversion report is `report_json` (beside the bucket's own package)."""
     import torch
 
-    from .audio import mel_correlation
-    from ..surgery.registry import psnr_db
-    from .ane import analyze_package, analyze_program
-    from .mil_eval import MilEvaluator
+    from kokoro_build.verify.audio import mel_correlation
+    from kokoro_build.model.surgery.registry import psnr_db
+    from kokoro_build.verify.ane import analyze_package, analyze_program
+    from kokoro_build.verify.mil_eval import MilEvaluator
 
     label = f"{kind} {Path(package).name}" + (f":{function}" if function else "")
     function_name = function or "main"  # a single-function package's one function

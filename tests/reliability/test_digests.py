@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from kokoro_build import faults
+from kokoro_build.store import faults
 from kokoro_build.cli import main as cli
-from kokoro_build.package import (artifact_problems, atomic_path, digest_path, outputs_intact,
+from kokoro_build.store.package import (artifact_problems, atomic_path, digest_path, outputs_intact,
                                   prepare_output_dir, write_digest, OutputDirError)
-from kokoro_build.tasks import _action
+from kokoro_build.plan.tasks import _action
 
 
 def _package(folder: Path, name="frames_8.mlpackage") -> Path:
@@ -128,7 +128,7 @@ def test_a_write_failure_is_a_clear_task_failure_not_a_traceback(code):
 
 
 def _bad_input():
-    from kokoro_build.source.weights import WeightsError
+    from kokoro_build.model.source.weights import WeightsError
     raise WeightsError("voice 'v' is (510, 256); a Kokoro voice pack is (510, 1, 256)")
 
 
@@ -166,7 +166,7 @@ def test_a_read_only_output_folder_is_refused_clearly(tmp_path, monkeypatch):
 
 def test_a_wrapped_write_error_is_found():
     import shutil
-    from kokoro_build.package import write_error
+    from kokoro_build.store.package import write_error
     try:
         try:
             raise OSError(errno.ENOSPC, "No space left on device")

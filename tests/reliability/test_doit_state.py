@@ -6,7 +6,7 @@ import sqlite3
 from doit.dependency import Dependency, JSONCodec, MD5Checker
 from doit.task import Task
 
-from kokoro_build import doit_db
+from kokoro_build.store import doit_db
 
 
 def _task(name: str, dep):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kokoro_build.package import DIGEST_SUFFIX, artifact_problems
+from kokoro_build.store.package import DIGEST_SUFFIX, artifact_problems
 from tests.slow.tiny import NO_SPEECH_GATES, ROOT, header
 
 PIPELINE = header("rel") + "defaults: {precision: fp32}\n" + NO_SPEECH_GATES.replace(

@@ -27,8 +27,8 @@ def test_every_output_symbol_is_in_kokoros_vocab():
     import json
     from pathlib import Path
 
-    from kokoro_build.source.g2p_en import PHONEMES
-    vocab = json.loads((Path(__file__).resolve().parents[2] / "kokoro_build" / "source" / "data" /
+    from kokoro_build.model.source.g2p_en import PHONEMES
+    vocab = json.loads((Path(__file__).resolve().parents[2] / "kokoro_build" / "model" / "source" / "data" /
                         "kokoro-82m.json").read_text())["vocab"]
     for symbol in PHONEMES[4:]:
         for context in ([symbol], ["T", symbol, "L"], ["AA1", symbol, "AH0"], [symbol, "D"]):

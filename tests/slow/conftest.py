@@ -1,9 +1,9 @@
 """The real Kokoro-82M model, built once per test session from the pypi-int8 source."""
 import pytest
 
-from kokoro_build.source import pypi_int8
-from kokoro_build.source.kmodel import build_kmodel, builtin_config
-from kokoro_build.source.onnx_int8 import state_dict_from_onnx
+from kokoro_build.model.source import pypi_int8
+from kokoro_build.model.source.kmodel import build_kmodel, builtin_config
+from kokoro_build.model.source.onnx_int8 import state_dict_from_onnx
 
 ONNX_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
 VOICE = "jf_alpha"

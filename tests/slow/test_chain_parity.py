@@ -53,8 +53,8 @@ def chain(variant):
 
 @pytest.fixture(scope="module")
 def monolithic(variant):
-    from kokoro_build.source.kmodel import build_kmodel
-    from kokoro_build.source.weights import load_weights
+    from kokoro_build.model.source.kmodel import build_kmodel
+    from kokoro_build.model.source.weights import load_weights
     blob = load_weights(str(variant / "weights" / "kokoro.pt"))
     return build_kmodel(blob["config"], blob["state_dict"])
 

@@ -5,12 +5,12 @@ iSTFT included, lowers and runs finite, close to torch."""
 import pytest
 import torch
 
-from kokoro_build.executorch.lower import EXECUTORCH_PASSES, lower_module
-from kokoro_build.executorch.program import Program
-from kokoro_build.stages import get_stage_kind
-from kokoro_build.surgery import apply_passes
-from kokoro_build.surgery.catalog import COREML_DEFAULT
-from kokoro_build.surgery.registry import psnr_db
+from kokoro_build.targets.executorch.lower import EXECUTORCH_PASSES, lower_module
+from kokoro_build.runtime.executorch_program import Program
+from kokoro_build.model.stages import get_stage_kind
+from kokoro_build.model.surgery import apply_passes
+from kokoro_build.spec.pass_catalog import COREML_DEFAULT
+from kokoro_build.model.surgery.registry import psnr_db
 
 
 @pytest.mark.slow

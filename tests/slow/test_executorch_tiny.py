@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from kokoro_build.package import artifact_problems, digest_path
+from kokoro_build.store.package import artifact_problems, digest_path
 from tests.slow.tiny import ROOT, header, run_doit
 
 # duration over a token range (a torch.export Dim; its LSTMs as scan loops); the

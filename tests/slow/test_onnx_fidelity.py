@@ -17,8 +17,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from kokoro_build.verify.audio import correlation, log_mel  # noqa: E402
-from kokoro_build.surgery import make_pass  # noqa: E402
-from kokoro_build.surgery.catalog import PRESETS  # noqa: E402
+from kokoro_build.model.surgery import make_pass  # noqa: E402
+from kokoro_build.spec.pass_catalog import PRESETS  # noqa: E402
 
 SENTENCES = [  # IPA-like phoneme strings, every character in the Kokoro vocab
     "ðɪs ɪz ə tˈɛst ʌv kˈOkəɹO.",

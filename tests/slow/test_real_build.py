@@ -122,7 +122,7 @@ def test_g2p_lexicon_and_neural_artifacts(built):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from g2p import error_rate, held_out_words
 
-    from kokoro_build.package import file_sha256
+    from kokoro_build.store.package import file_sha256
     from kokoro_build.runtime.arpabet import to_kokoro
     from kokoro_build.runtime.backends import make_backend
     from kokoro_build.runtime.device_g2p import NeuralG2P, read_lexicon

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from kokoro_build.stages import get_stage_kind
-from kokoro_build.surgery import apply_passes, registered_passes
+from kokoro_build.model.stages import get_stage_kind
+from kokoro_build.model.surgery import apply_passes, registered_passes
 
 PADDED = {"kokoro::unpack_lstm": {"masked": True}, "kokoro::albert_inputs": {"mask": "additive"}}
 BASE = ["kokoro::remove_dropout", "kokoro::fold_weight_norm"]

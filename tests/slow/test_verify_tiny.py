@@ -73,8 +73,8 @@ def test_a_broken_package_fails_its_verify_task(built, tmp_path):
     """Negate one conv weight of the prosody twin, convert that, put it in place of the
     package: the next build's verify task must fail and say why."""
     import torch
-    from kokoro_build.convert import convert_stage
-    from kokoro_build.package import digest_path
+    from kokoro_build.targets.coreml.convert import convert_stage
+    from kokoro_build.store.package import digest_path
 
     config, variant = built
     traced = variant / "_work" / "prosody" / "frames_24.traced.pt"

@@ -85,4 +85,4 @@ def axis(value: int, rank: int) -> int:
     return value + rank if value < 0 else value
 
 
-from . import compressed, control, elementwise, nn, quantization, tensor  # noqa: E402,F401  (registers)
+from kokoro_build.verify.kernels import compressed, control, elementwise, nn, quantization, tensor  # noqa: E402,F401  (registers)

@@ -1,7 +1,7 @@
 """Control flow: cond and while_loop run their nested blocks through the evaluator."""
 from __future__ import annotations
 
-from . import MilEvalError, kernel
+from kokoro_build.verify.kernels import MilEvalError, kernel
 
 # A loop that never ends must not hang a build.
 MAX_ITERATIONS = 100_000

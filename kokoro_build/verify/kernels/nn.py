@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import MilEvalError, axis, kernel
+from kokoro_build.verify.kernels import MilEvalError, axis, kernel
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from . import MilEvalError, axis, kernel
-from .compressed import _per_axis
+from kokoro_build.verify.kernels import MilEvalError, axis, kernel
+from kokoro_build.verify.kernels.compressed import _per_axis
 
 RANGES = {"int8": (-128, 127, torch.int8), "uint8": (0, 255, torch.uint8)}
 

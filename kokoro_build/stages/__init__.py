@@ -1,4 +1,0 @@
-"""Stage kinds: which part of KModel a split holds, its I/O and example inputs."""
-from .base import StageKind, TensorSpec, get_stage_kind, register_stage, stage_kinds
-
-__all__ = ["StageKind", "TensorSpec", "get_stage_kind", "register_stage", "stage_kinds"]

@@ -1,0 +1,121 @@
+"""The variant manifest: every artifact of a build, with its I/O, shapes and digest.
+
+Written last by its own doit task; the chain (runtime/) and app code start here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kokoro_build.store.package import digest_path, write_json
+
+FORMAT = "kokoro-build-manifest/1"
+
+
+def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path: str,
+                   config: dict | None = None) -> None:
+    """doit action. `stages`: {stage name: {kind, options, packaging, artifacts: [{sizes,
+    traced, package, function, report, verify[, executorch: {program, report, verify}]}]}}
+    (tasks.ArtifactPaths.manifest_entry);
+    `config`: the validated pipeline config (recorded for releases and diffs)."""
+    root = Path(out_dir)
+    weights_info = json.loads(digest_path(weights).read_text())
+    manifest = {
+        "format": FORMAT, "name": name,
+        "weights": {"path": _rel(weights, root), "sha256": weights_info["sha256"],
+                    "provenance": weights_info.get("provenance")},
+        "stages": {},
+        "config": config,
+    }
+    for stage_name, stage in stages.items():
+        artifacts = []
+        for entry in stage["artifacts"]:
+            report = json.loads(Path(entry["report"]).read_text())
+            verified = json.loads(Path(entry["verify"]).read_text())
+            package = json.loads(digest_path(entry["package"]).read_text())
+            artifact = {
+                "sizes": entry["sizes"], "flexible": report.get("flexible", {}),
+                "package": _rel(entry["package"], root), "traced": _rel(entry["traced"], root),
+                "sha256": package["sha256"], "bytes": package["bytes"],
+                "inputs": report["inputs"], "outputs": report["outputs"],
+                "precision": report["precision"], "compute_units": report["compute_units"],
+                "compress": report.get("compress"),
+                "verify_report": _rel(entry["verify"], root),
+                "verify": {"passed": verified["verify"]["passed"],
+                           "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}},
+                "ane": {key: verified["ane"][key] for key in ("analyzer", "measured", "op_share",
+                                                               "flop_share", "segments")},
+            }
+            if entry.get("function"):  # packaging: multifunction; sha256/bytes are the whole package's
+                artifact["function"] = entry["function"]
+            if "executorch" in entry:  # targets: [.., executorch]
+                artifact["executorch"] = _program_entry(entry["executorch"], root)
+            artifacts.append(artifact)
+        manifest["stages"][stage_name] = {"kind": stage["kind"], "where": stage.get("where", "graph"),
+                                          "options": stage.get("options", {}),
+                                          "packaging": stage.get("packaging", "separate"),
+                                          "artifacts": artifacts}
+        if "lexicon" in stage:  # a g2p stage: what a client needs beside its package
+            manifest["stages"][stage_name].update(_g2p_entries(stage, root))
+        if stage.get("packaging") == "multifunction" and artifacts:
+            merged = json.loads(digest_path(stage["artifacts"][0]["package"]).read_text())
+            manifest["stages"][stage_name]["package"] = {
+                "path": artifacts[0]["package"], "default_function": merged["default_function"],
+                "functions": {a["function"]: {"sizes": a["sizes"], "inputs": a["inputs"],
+                                              "outputs": a["outputs"]} for a in artifacts}}
+    write_json(out_path, manifest)
+    print(f"manifest: {sum(len(s['artifacts']) for s in manifest['stages'].values())} artifacts "
+          f"-> {Path(out_path).name}", flush=True)
+
+
+def _program_entry(paths: dict, root: Path) -> dict:
+    """An artifact's ExecuTorch program: file, digest, what XNNPACK took, verdict."""
+    program = json.loads(digest_path(paths["program"]).read_text())
+    verified = json.loads(Path(paths["verify"]).read_text())
+    return {"program": _rel(paths["program"], root), "sha256": program["sha256"], "bytes": program["bytes"],
+            "backend": verified["backend"], "export": verified["export"],
+            "delegated_share": verified["ops"]["delegated_share"],
+            "portable_ops": verified["ops"]["portable"],
+            "verify_report": _rel(paths["verify"], root),
+            "verify": {"passed": verified["verify"]["passed"],
+                       "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}}}
+
+
+def _g2p_entries(stage: dict, root: Path) -> dict:
+    """The lexicon file (format, size, sha256) and the neural model's vocabularies."""
+    lexicon = json.loads(digest_path(stage["lexicon"]).read_text())
+    checkpoint = json.loads(digest_path(stage["checkpoint"]).read_text())
+    return {
+        "lexicon": {"path": _rel(stage["lexicon"], root), "format": lexicon["format"],
+                    "entries": lexicon["entries"], "bytes": lexicon["bytes"], "sha256": lexicon["sha256"],
+                    "source": lexicon["lexicon"], "source_sha256": lexicon["sources"]},
+        "neural": {"graphemes": checkpoint["config"]["graphemes"], "phonemes": checkpoint["config"]["phonemes"],
+                   "max_phonemes": checkpoint["config"]["max_phonemes"],
+                   "provenance": checkpoint["provenance"]},
+    }
+
+
+def report_path(package: str | Path) -> Path:
+    """`<shape>.report.json` beside `<shape>.mlpackage`: what the conversion wrote."""
+    path = Path(package)
+    return path.with_name(path.name.removesuffix(".mlpackage") + ".report.json")
+
+
+def verify_path(package: str | Path) -> Path:
+    """`<shape>.verify.json`: the conversion report plus parity and ANE verdicts."""
+    path = Path(package)
+    return path.with_name(path.name.removesuffix(".mlpackage") + ".verify.json")
+
+
+def _rel(path: str, root: Path) -> str:
+    return str(Path(path).resolve().relative_to(root.resolve()))
+
+
+def load_manifest(variant_dir: str | Path) -> dict:
+    path = Path(variant_dir) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: build the variant first (make build, or doit)")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT}")
+    return manifest

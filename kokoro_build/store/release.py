@@ -1,0 +1,178 @@
+"""Release bundles: a built variant as one byte-stable zip, and its verification.
+
+    dist/<name>-<version>.zip
+      <name>-<version>/manifest.json          every other file's sha256 and size, each
+                                               stage's I/O, shapes, precision, the config,
+                                               the tool versions and lock files
+      <name>-<version>/<stage>/<shape>.mlpackage/...   (normalized: reproducible.py)
+      <name>-<version>/executorch/<stage>_<shape>.pte   (targets: [.., executorch])
+      <name>-<version>/<g2p stage>/lexicon.tsv
+      <name>-<version>/kokoro/config.json, vocab.json
+      <name>-<version>/voices/<voice>.npy
+      <name>-<version>/reports/<stage>/<shape>.verify.json   (timings removed)
+      <name>-<version>/reports/executorch/<stage>_<shape>.verify.json
+
+The zip is stable: entries sorted, one fixed timestamp (1980-01-01, zip's earliest),
+fixed permissions, deflate at a fixed level. Timings are left out of everything in
+it, since they differ between two builds of the same inputs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from kokoro_build.store.manifest import load_manifest
+from kokoro_build.store.package import atomic_path
+
+FORMAT = "kokoro-build-release/1"
+EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class ReleaseError(RuntimeError):
+    pass
+
+
+def _stable_json(data) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _without_timings(data):
+    """Drop `seconds`, `*_seconds` and real-time factors: what differs between runs."""
+    if isinstance(data, dict):
+        return {k: _without_timings(v) for k, v in data.items()
+                if k != "seconds" and not k.endswith("_seconds") and "real_time_factor" not in k}
+    if isinstance(data, list):
+        return [_without_timings(v) for v in data]
+    return data
+
+
+def _npy(array) -> bytes:
+    import numpy as np
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
+    """({path in the bundle: bytes or a file to copy}, the variant manifest)."""
+    from kokoro_build.model.source.weights import load_weights
+
+    manifest = load_manifest(variant_dir)
+    failed = [f"{stage}:{a['package']}" for stage, s in manifest["stages"].items() for a in s["artifacts"]
+              if not a["verify"]["passed"]]
+    failed += [f"{stage}:{a['executorch']['program']}" for stage, s in manifest["stages"].items()
+               for a in s["artifacts"] if "executorch" in a and not a["executorch"]["verify"]["passed"]]
+    if failed:
+        raise ReleaseError(f"{variant_dir}: not released, these artifacts failed verification: "
+                           f"{', '.join(failed)}")
+    files: dict[str, bytes | Path] = {}
+    for stage_name, stage in manifest["stages"].items():
+        for artifact in stage["artifacts"]:
+            package = variant_dir / artifact["package"]
+            for path in sorted(package.rglob("*")):
+                if path.is_file():
+                    files[f"{artifact['package']}/{path.relative_to(package).as_posix()}"] = path
+            report = json.loads((variant_dir / artifact["verify_report"]).read_text())
+            files[f"reports/{artifact['verify_report']}"] = _stable_json(_without_timings(report))
+            program = artifact.get("executorch")
+            if program:  # targets: [.., executorch]: the .pte and its check
+                files[program["program"]] = variant_dir / program["program"]
+                report = json.loads((variant_dir / program["verify_report"]).read_text())
+                files[f"reports/{program['verify_report']}"] = _stable_json(_without_timings(report))
+        if "lexicon" in stage:
+            files[stage["lexicon"]["path"]] = variant_dir / stage["lexicon"]["path"]
+    blob = load_weights(str(variant_dir / manifest["weights"]["path"]))
+    files["kokoro/config.json"] = _stable_json(blob["config"])
+    files["kokoro/vocab.json"] = _stable_json(blob["config"]["vocab"])
+    for voice, pack in sorted(blob["voices"].items()):
+        files[f"voices/{voice}.npy"] = _npy(pack.numpy())
+    return files, manifest
+
+
+def _environment() -> dict:
+    from importlib import metadata
+
+    from kokoro_build.store.reproducible import git_commit, lock_digests, tool_versions
+    installed = {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions()
+                 if dist.metadata["Name"]}
+    return {"versions": tool_versions(), "locks": lock_digests(), "git_commit": git_commit(),
+            "installed": dict(sorted(installed.items()))}
+
+
+def _bundle_manifest(name: str, version: str, files: dict[str, bytes], variant: dict) -> dict:
+    stages = {}
+    for stage_name, stage in variant["stages"].items():
+        stages[stage_name] = {
+            "kind": stage["kind"], "where": stage.get("where", "graph"), "packaging": stage.get("packaging"),
+            "artifacts": [{key: artifact.get(key) for key in (
+                "package", "function", "sizes", "flexible", "inputs", "outputs", "precision",
+                "compute_units", "compress", "sha256", "bytes")} | {"verify": artifact["verify"]} |
+                ({"executorch": artifact["executorch"]} if "executorch" in artifact else {})
+                for artifact in stage["artifacts"]]}
+    return {
+        "format": FORMAT, "name": name, "version": version,
+        "files": {path: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                  for path, data in sorted(files.items())},
+        "stages": stages, "config": variant.get("config"), "weights": variant["weights"],
+        "environment": _environment(),
+    }
+
+
+def build_release(variant_dir: str | Path, dist_dir: str | Path, version: str) -> Path:
+    """Write dist/<name>-<version>.zip from a built, verified variant; return its path."""
+    variant_dir = Path(variant_dir)
+    sources, variant = release_files(variant_dir)
+    name = variant["name"]
+    files = {path: (src if isinstance(src, bytes) else src.read_bytes()) for path, src in sources.items()}
+    manifest = _bundle_manifest(name, version, files, variant)
+    files["manifest.json"] = _stable_json(manifest)
+    root = f"{name}-{version}"
+    out = Path(dist_dir) / f"{root}.zip"
+    with atomic_path(out) as tmp:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for path in sorted(files):
+                info = zipfile.ZipInfo(f"{root}/{path}", date_time=EPOCH)
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, files[path], compresslevel=6)
+    return out
+
+
+def verify_release(archive_path: str | Path) -> list[str]:
+    """Re-hash every entry against the bundle's manifest.json; the problems found
+    (empty: the archive is intact)."""
+    problems = []
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except (OSError, zipfile.BadZipFile) as error:
+        return [f"not a readable zip: {error}"]
+    with archive:
+        names = archive.namelist()
+        manifests = [n for n in names if n.count("/") == 1 and n.endswith("/manifest.json")]
+        if len(manifests) != 1:
+            return ["no <name>-<version>/manifest.json at the top of the archive"]
+        root = manifests[0].split("/")[0]
+        try:
+            manifest = json.loads(archive.read(manifests[0]))
+        except (ValueError, zipfile.BadZipFile) as error:
+            return [f"manifest.json is unreadable: {error}"]
+        if manifest.get("format") != FORMAT:
+            return [f"manifest.json: format {manifest.get('format')!r}, expected {FORMAT}"]
+        listed = manifest.get("files", {})
+        present = {n.removeprefix(root + "/") for n in names if n != manifests[0]}
+        problems += [f"{path}: listed in manifest.json, missing from the archive"
+                     for path in sorted(set(listed) - present)]
+        problems += [f"{path}: in the archive, not listed in manifest.json" for path in sorted(present - set(listed))]
+        for path in sorted(set(listed) & present):
+            try:
+                data = archive.read(f"{root}/{path}")
+            except (zipfile.BadZipFile, OSError) as error:  # a corrupted member fails its CRC
+                problems.append(f"{path}: unreadable ({error})")
+                continue
+            expected = listed[path]
+            if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+                problems.append(f"{path}: sha256 or size differs from manifest.json")
+    return problems

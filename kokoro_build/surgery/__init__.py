@@ -1,6 +1,0 @@
-"""Surgery: declared, parity-gated rewrites of Kokoro's torch modules."""
-from .registry import (PassRecord, SurgeryError, SurgeryPass, apply_passes, make_pass,
-                       register_pass, registered_passes)
-
-__all__ = ["PassRecord", "SurgeryError", "SurgeryPass", "apply_passes", "make_pass",
-           "register_pass", "registered_passes"]
