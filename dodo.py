@@ -14,7 +14,8 @@ from kokoro_build.store import doit_db
 from kokoro_build.spec.config import ConfigError, load_config
 from kokoro_build.store.package import OutputDirError, prepare_output_dir
 from kokoro_build.store.reproducible import pin_hash_seed
-from kokoro_build.plan.tasks import artifacts_dir, generate_tasks, recipe_path
+from kokoro_build.plan.paths import artifacts_dir, recipe_path
+from kokoro_build.plan.tasks import generate_tasks
 
 pin_hash_seed()  # before any work: equal inputs must give equal bytes (reproducible.py)
 

@@ -64,7 +64,7 @@ def test_default_pipeline_is_valid():
      "pipeline.yaml:9: stages.vocoder.shapes.frames.range: lower bound 400 is above upper bound 100"),
     # unknown stage kind
     (("kind: vocoder", "kind: vocodr"),
-     "pipeline.yaml:8: stages.vocoder.kind: unknown stage kind 'vocodr'; known: vocoder"),
+     "pipeline.yaml:8: stages.vocoder.kind: unknown stage kind 'vocodr'; known: duration, prosody, vocoder"),
     # unknown voice
     (("[jf_alpha]", "[jf_alpha, af_nobody]"),
      "pipeline.yaml:5: model.voices: unknown voice 'af_nobody'; available: jf_alpha, jf_gongitsune, "

@@ -70,7 +70,8 @@ def test_a_stage_can_take_executorch_alone_and_thresholds_come_from_verify(tmp_p
     tasks = _tasks(path)
     assert {n for n in tasks if ".pte" in n} == {f"vocoder:frames_{f}.{s}" for f in (120, 200, 400, 1200)
                                                 for s in ("pte", "pte_verify")}
-    assert tasks["vocoder:frames_120.pte"]["actions"][0][1][7] == "strict"
+    (run,) = tasks["vocoder:frames_120.pte"]["actions"][0][1]
+    assert run.executorch_export == "strict"
 
 
 class Toy(nn.Module):

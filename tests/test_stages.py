@@ -2,7 +2,8 @@
 default surgery on each."""
 import torch
 
-from kokoro_build.spec.config import STAGE_DIMS, StageConfig
+from kokoro_build.spec.config import StageConfig
+from kokoro_build.spec.kinds import KINDS
 from kokoro_build.model.stages import get_stage_kind
 from kokoro_build.model.surgery import apply_passes
 
@@ -11,7 +12,7 @@ PADDED = [("kokoro::remove_dropout", {}), ("kokoro::fold_weight_norm", {}),
 
 
 def _default_passes(kind, **options):
-    shapes = {dim: {"buckets": [8]} for dim in STAGE_DIMS[kind]}
+    shapes = {dim: {"buckets": [8]} for dim in KINDS[kind].dims}
     stage = StageConfig(kind=kind, shapes=shapes, surgery={"options": options})
     return stage.passes()
 
@@ -72,7 +73,7 @@ def test_flexible_shapes_are_described_per_axis(tiny_config):
 
 
 def test_shape_points_and_labels():
-    from kokoro_build.plan.tasks import shape_points
+    from kokoro_build.plan.paths import shape_points
     stage = StageConfig(kind="duration", shapes={"tokens": {"range": [2, 512]}})
     (point,) = shape_points(stage)
     assert (point.label, point.sizes, point.flexible) == ("tokens_range", {"tokens": 512},

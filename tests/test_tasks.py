@@ -8,11 +8,17 @@ import pytest
 
 from kokoro_build.spec.config import load_config
 from kokoro_build.model.stages import stage_kinds
-from kokoro_build.spec.config import STAGE_DIMS, STAGE_MODES
-from kokoro_build.spec.pass_catalog import DEFAULT_PRESET
+from kokoro_build.spec.kinds import KINDS
+from kokoro_build.spec.pass_catalog import PRESETS
 from kokoro_build.plan.tasks import generate_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_of(task):
+    """The StageRun a stage step's action is given (spec/run.py)."""
+    (run,) = task["actions"][0][1]
+    return run
 
 
 def tasks_by_name(config_path):
@@ -44,8 +50,8 @@ def test_g2p_stage_builds_from_its_own_checkpoint_and_the_lexicon(tmp_path):
     export = tasks["g2p:chars_range.export"]
     assert any(p.endswith("weights/g2p_en.digest.json") for p in export["file_dep"])
     assert not any(p.endswith("weights/kokoro.digest.json") for p in export["file_dep"])
-    assert export["actions"][0][1][4] is None  # it takes no voice: a voice change doesn't rebuild it
-    assert any(p.endswith("stages/g2p.py") for p in export["file_dep"])
+    assert run_of(export).voice is None  # it takes no voice: a voice change doesn't rebuild it
+    assert any(p.endswith("model/stages/g2p.py") for p in export["file_dep"])
     # G2P-only code is no dependency of Kokoro's weights, exports or verifications
     for name in ("weights", "duration:tokens_range.export", "vocoder:frames_120.verify"):
         assert not any(p.endswith(("g2p.py", "g2p_en.py", "lexicon.py")) for p in tasks[name]["file_dep"]), name
@@ -68,7 +74,7 @@ def test_verify_tasks_gate_by_precision_and_output(tmp_path):
     tasks = tasks_by_name(config)
 
     def thresholds(name):
-        return tasks[name]["actions"][0][1][11]
+        return run_of(tasks[name]).thresholds
     assert thresholds("prosody:frames_120.verify") == {"min_psnr_db": 28, "outputs": {"f0": 25}}
     assert thresholds("tail:frames_120.verify") == {"min_psnr_db": 40, "outputs": {"f0": 25, "audio": 50}}
     verify = tasks["vocoder:frames_120.verify"]
@@ -95,9 +101,9 @@ def test_every_step_depends_on_its_code_and_upstream_digest():
     tasks = tasks_by_name(ROOT / "pipeline.yaml")
     export, convert = tasks["vocoder:frames_120.export"], tasks["vocoder:frames_120.convert"]
     assert any(p.endswith("weights/kokoro.digest.json") for p in export["file_dep"])
-    assert any(p.endswith("surgery/passes/stft.py") for p in export["file_dep"])
+    assert any(p.endswith("model/surgery/passes/stft.py") for p in export["file_dep"])
     assert any(p.endswith("_work/vocoder/frames_120.digest.json") for p in convert["file_dep"])
-    assert any(p.endswith("kokoro_build/convert.py") for p in convert["file_dep"])
+    assert any(p.endswith("kokoro_build/targets/coreml/convert.py") for p in convert["file_dep"])
     assert not any(Path(p).is_dir() for t in tasks.values() for p in t.get("file_dep", []))
 
 
@@ -116,7 +122,7 @@ def test_multifunction_converts_each_bucket_then_merges_them(tmp_path):
     assert ta["vocoder:frames_200.convert"]["targets"][0].endswith("_work/vocoder/functions/frames_200.mlpackage")
     verify = ta["vocoder:frames_200.verify"]
     assert any(dep.endswith("vocoder/vocoder.digest.json") for dep in verify["file_dep"])
-    assert verify["actions"][0][1][-2] == "frames_200"  # the function it runs
+    assert run_of(verify).function == "frames_200"  # the function it runs
     assert verify["targets"] == [str(tmp_path / "artifacts" / "default" / "vocoder" / "frames_200.verify.json")]
     # one bucket changed: the other buckets' conversions keep their slices; the merge's changes
     slice_of = lambda task: task["uptodate"][0].config  # noqa: E731
@@ -127,9 +133,13 @@ def test_multifunction_converts_each_bucket_then_merges_them(tmp_path):
     assert {e["function"] for e in entries} == set(functions) and len({e["package"] for e in entries}) == 1
 
 
-def test_config_knows_exactly_the_registered_stage_kinds():
-    # config.py can't import the stage modules (torch), so it keeps its own table.
-    assert set(STAGE_DIMS) == set(STAGE_MODES) == set(DEFAULT_PRESET) == set(stage_kinds())
+def test_the_kind_table_knows_exactly_the_registered_stage_kinds():
+    # the config can't import the stage modules (torch): the torch-free table names them
+    kinds = stage_kinds()
+    assert set(KINDS) == set(kinds)
+    for kind, row in KINDS.items():
+        assert kinds[kind].__module__ == row.module, kind
+        assert row.preset in PRESETS, kind
 
 
 def test_stage_surgery_reaches_the_export_task(tmp_path):
@@ -138,8 +148,8 @@ def test_stage_surgery_reaches_the_export_task(tmp_path):
     config = tmp_path / "p.yaml"
     config.write_text(text)
     export = tasks_by_name(config)["vocoder:frames_120.export"]
-    passes = export["actions"][0][1][3]
-    assert tasks_by_name(config)["duration:tokens_range.export"]["actions"][0][1][-2] == {
+    passes = run_of(export).passes
+    assert run_of(tasks_by_name(config)["duration:tokens_range.export"]).flexible == {
         "tokens": {"range": [2, 512]}}
     assert [p for p, _ in passes] == ["kokoro::remove_dropout", "kokoro::fold_weight_norm",
                                       "kokoro::stft_conv", "kokoro::deterministic_noise",
@@ -175,7 +185,7 @@ def test_alignment_where_host_builds_nothing_and_graph_builds_buckets(tmp_path):
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
 def test_recipes_validate_and_build_beside_the_default_variant(recipe):
     from kokoro_build.spec.config import load_config
-    from kokoro_build.plan.tasks import artifacts_dir
+    from kokoro_build.plan.paths import artifacts_dir
     config = load_config(recipe)
     assert config.name == recipe.stem
     assert artifacts_dir(config, recipe) == ROOT / "artifacts" / recipe.stem
@@ -201,7 +211,7 @@ def test_compress_runs_between_convert_and_verify_and_watches_only_its_block(tmp
     assert six["vocoder:frames_120.compress"]["uptodate"][0].config != \
         four["vocoder:frames_120.compress"]["uptodate"][0].config
     # compressed artifacts are gated by verify.parity.compressed_min_psnr_db
-    assert verify["actions"][0][1][11]["min_psnr_db"] == 20.0
+    assert run_of(verify).thresholds["min_psnr_db"] == 20.0
 
 
 def test_a_multifunction_stage_compresses_each_bucket_before_the_merge(tmp_path):
@@ -232,7 +242,7 @@ def test_w8a8_calibrates_on_every_converted_package_before_compressing(tmp_path)
     # the A8 stages' compress steps read it, with their package's key
     compress = tasks["vocoder:frames_range.compress"]
     assert any(p.endswith("_work/calibration.json") for p in compress["file_dep"])
-    assert compress["actions"][0][1][5][1] == "_work/vocoder/converted/frames_range.mlpackage"
+    assert run_of(compress).paths.calibration_key == "_work/vocoder/converted/frames_range.mlpackage"
     # other texts re-calibrate; no trace or conversion watches them
     other = tmp_path / "w8a8.yaml"  # an overlay on the recipe: one field changes
     other.write_text(f"extends: {ROOT / 'recipes' / 'w8a8.yaml'}\nname: w8a8\ncalibration: {{count: 3}}\n")

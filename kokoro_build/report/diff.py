@@ -38,7 +38,7 @@ class Side:
 def resolve(spec: str, artifacts: Path, recipes: Path) -> Side:
     from kokoro_build.spec.config import ConfigError, load_config
     from kokoro_build.store.manifest import load_manifest
-    from kokoro_build.plan.tasks import artifacts_dir
+    from kokoro_build.plan.paths import artifacts_dir
 
     config_path = None
     if spec.endswith((".yaml", ".yml")) and Path(spec).is_file():

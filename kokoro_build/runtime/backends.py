@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class BackendError(RuntimeError):
-    pass
+from kokoro_build.runtime.errors import BackendError
 
 
 class TorchBackend:

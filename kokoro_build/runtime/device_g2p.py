@@ -21,6 +21,7 @@ import numpy as np
 
 from kokoro_build.runtime.arpabet import FLAP, to_kokoro
 from kokoro_build.runtime.normalize import normalize
+from kokoro_build.spec.contract import word_ids
 
 PRIMARY, SECONDARY = "ˈ", "ˌ"
 VOWEL_SYMBOLS = set("AIOWYaiuæɑɒɔəɛɜɪʊʌᵻᵊ")
@@ -47,12 +48,6 @@ def read_lexicon(path: str | Path) -> dict[str, str]:
             raise DeviceG2PError(f"{path}:{number}: not a `word<TAB>phonemes` line")
         entries[word] = phonemes
     return entries
-
-
-def word_ids(word: str, graphemes: list[str]) -> list[int]:
-    """A lowercase word -> the neural G2P's input ids: letters (others <unk>), then </s>."""
-    index = {g: i for i, g in enumerate(graphemes)}
-    return [index.get(c, index["<unk>"]) for c in word] + [index["</s>"]]
 
 
 class DeviceG2P:

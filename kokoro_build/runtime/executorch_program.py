@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kokoro_build.runtime.backends import BackendError
+from kokoro_build.runtime.errors import BackendError
 
 
 class ProgramError(BackendError):

@@ -14,39 +14,10 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError
                       ValidationInfo, field_validator, model_validator)
 
 from kokoro_build.spec.compress_schema import CompressConfig
-from kokoro_build.spec.pass_catalog import DEFAULT_PRESET, PASS_OPTIONS, PRESETS
+from kokoro_build.spec.kinds import KINDS
+from kokoro_build.spec.pass_catalog import PASS_OPTIONS, PRESETS
 from kokoro_build.spec.yaml_lines import LocatedYaml, YamlProblem, dotted, locate, source_of
 
-# Stage kind -> the shape dimensions it takes, with (min, max) bounds.
-# frames: 40 per second of audio (DESIGN §2); 2400 = 60 s. The 1200-frame
-# decoder already peaks at 3.7 GB while converting, so larger is refused.
-# tokens: ALBERT has 512 positions.
-STAGE_DIMS: dict[str, dict[str, tuple[int, int]]] = {
-    "vocoder": {"frames": (1, 2400)},
-    # the vocoder's fp32 islands (stages/islands.py): its source, and its conv_post + iSTFT
-    "noise": {"frames": (1, 2400)},
-    "tail": {"frames": (1, 2400)},
-    # PL-BERT has 512 positions (kokoro's limit: 510 phonemes + 2 boundary tokens).
-    "duration": {"tokens": (1, 512)},
-    "prosody": {"frames": (1, 2400)},
-    "alignment": {"tokens": (1, 512), "frames": (1, 2400)},
-    "synthesizer": {"tokens": (1, 512), "frames": (1, 2400)},
-    # letters of one word plus its end mark (the neural G2P; longer words are split)
-    "g2p": {"chars": (2, 64)},
-}
-# Shape modes each kind can build today.
-STAGE_MODES: dict[str, set[str]] = {
-    "vocoder": {"buckets", "range", "enumerated"},
-    "noise": {"buckets", "range", "enumerated"},
-    "tail": {"buckets", "range", "enumerated"},
-    "duration": {"buckets", "range", "enumerated"},
-    "prosody": {"buckets", "range", "enumerated"},
-    # Its frame count is an output size with no input to carry it: fixed shapes only.
-    "alignment": {"buckets"},
-    "synthesizer": {"buckets"},
-    # Padding would change the GRU encoder's final state: a range only.
-    "g2p": {"range"},
-}
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 # Below these, ct.convert takes EnumeratedShapes on one input only (measured here).
 MULTI_ENUMERATED = ("iOS18", "macOS15")
@@ -298,27 +269,27 @@ class StageConfig(Strict):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        if value not in STAGE_DIMS:
-            raise ValueError(f"unknown stage kind {value!r}; known: {', '.join(STAGE_DIMS)}")
+        if value not in KINDS:
+            raise ValueError(f"unknown stage kind {value!r}; known: {', '.join(KINDS)}")
         return value
 
     @field_validator("shapes")
     @classmethod
     def _dims_match_kind(cls, shapes: dict[str, ShapeSpec], info: ValidationInfo) -> dict:
         kind = info.data.get("kind")
-        if kind not in STAGE_DIMS:
+        if kind not in KINDS:
             return shapes
         if kind == "alignment" and info.data.get("where") == "host":
             if shapes:
                 raise ValueError("an alignment built on the host has no shapes; remove them")
             return shapes
-        dims = STAGE_DIMS[kind]
+        dims, modes = KINDS[kind].dims, KINDS[kind].modes
         for dim, spec in shapes.items():
             if dim not in dims:
                 raise ValueError(f"{kind} has no dimension {dim!r}; it has: {', '.join(dims)}")
-            if spec.mode not in STAGE_MODES[kind]:
+            if spec.mode not in modes:
                 raise ValueError(f"{dim}: {spec.mode} shapes are not built for {kind} yet "
-                                 f"(supported: {', '.join(sorted(STAGE_MODES[kind]))})")
+                                 f"(supported: {', '.join(sorted(modes))})")
             low, high = dims[dim]
             outside = [s for s in spec.sizes if not low <= s <= high]
             if outside:
@@ -363,13 +334,13 @@ class StageConfig(Strict):
 
     @model_validator(mode="after")
     def _surgery_resolves(self) -> "StageConfig":
-        if self.kind in STAGE_DIMS:
+        if self.kind in KINDS:
             self.passes()  # raises on a remove/option that names no pass of the list
         return self
 
     def passes(self) -> list[tuple[str, dict]]:
         """The ordered [(pass id, options)] this stage's module goes through."""
-        preset = self.surgery.preset or DEFAULT_PRESET[self.kind]
+        preset = self.surgery.preset or KINDS[self.kind].preset
         ids = list(PRESETS[preset])
         for pass_id in self.surgery.remove:
             if pass_id not in ids:
@@ -619,7 +590,7 @@ def _pypi_voice_names() -> set[str]:
 
 def load_config(path: str | Path, text: str | None = None) -> PipelineConfig:
     """Load and validate a pipeline file; raise ConfigError with located messages."""
-    from kokoro_build.spec.recipes import load_layered
+    from kokoro_build.spec.overlay import load_layered
     try:
         doc = load_layered(path, text)
     except YamlProblem as problem:

@@ -65,9 +65,3 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "ane": COREML_DEFAULT + ("kokoro::cos_snake", "kokoro::linear_to_conv"),
     "none": (),
 }
-
-# The preset a stage kind uses when its config names none.
-DEFAULT_PRESET: dict[str, str] = {"duration": "coreml-default", "prosody": "coreml-default",
-                                  "vocoder": "coreml-default", "alignment": "none",
-                                  "synthesizer": "coreml-default", "noise": "coreml-default",
-                                  "tail": "coreml-default", "g2p": "none"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kokoro_build.spec.run import report_path  # noqa: F401  (readers find it here)
 from kokoro_build.store.package import digest_path, write_json
 
 FORMAT = "kokoro-build-manifest/1"
@@ -94,11 +95,6 @@ def _g2p_entries(stage: dict, root: Path) -> dict:
                    "provenance": checkpoint["provenance"]},
     }
 
-
-def report_path(package: str | Path) -> Path:
-    """`<shape>.report.json` beside `<shape>.mlpackage`: what the conversion wrote."""
-    path = Path(package)
-    return path.with_name(path.name.removesuffix(".mlpackage") + ".report.json")
 
 
 def verify_path(package: str | Path) -> Path:

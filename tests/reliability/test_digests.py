@@ -15,7 +15,7 @@ from kokoro_build.store import faults
 from kokoro_build.cli import main as cli
 from kokoro_build.store.package import (artifact_problems, atomic_path, digest_path, outputs_intact,
                                   prepare_output_dir, write_digest, OutputDirError)
-from kokoro_build.plan.tasks import _action
+from kokoro_build.plan.actions import action as _action
 
 
 def _package(folder: Path, name="frames_8.mlpackage") -> Path:

@@ -10,7 +10,7 @@ import torch
 
 from kokoro_build.spec.config import ConfigError, load_config
 from kokoro_build.model.source.weights import WeightsError, build_weights, load_weights
-from kokoro_build.plan.tasks import artifacts_dir
+from kokoro_build.plan.paths import artifacts_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"

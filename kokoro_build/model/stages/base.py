@@ -1,18 +1,11 @@
 """The stage-kind registry and the interface every kind implements."""
 from __future__ import annotations
 
-import math
+import importlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-HARMONICS = 9  # kokoro's Generator builds its source with harmonic_num=8
-
-
-def samples_per_frame(model_config: dict) -> int:
-    """Audio samples per asr frame: 2 * prod(upsample_rates) * hop (600 for Kokoro-82M,
-    so one frame is 25 ms at 24 kHz)."""
-    ist = model_config["istftnet"]
-    return 2 * math.prod(ist["upsample_rates"]) * ist["gen_istft_hop_size"]
+from kokoro_build.spec.kinds import KINDS, kind_row
 
 _KINDS: dict[str, type["StageKind"]] = {}
 
@@ -100,12 +93,16 @@ def register_stage(kind: str):
 
 
 def stage_kinds() -> dict[str, type[StageKind]]:
-    from kokoro_build.model.stages import alignment, duration, g2p, islands, prosody, synthesizer, vocoder  # noqa: F401  (registers)
-    return dict(_KINDS)
+    """Every kind of the table (spec/kinds.py), imported."""
+    return {kind: get_stage_kind(kind) for kind in KINDS}
 
 
 def get_stage_kind(kind: str) -> type[StageKind]:
-    kinds = stage_kinds()
-    if kind not in kinds:
-        raise KeyError(f"unknown stage kind {kind!r}; known: {', '.join(kinds)}")
-    return kinds[kind]
+    """The class of one kind: only its own module is imported (by name from the kind
+    table, so a Kokoro stage's build doesn't load, or depend on, the G2P's code)."""
+    module = kind_row(kind).module
+    if kind not in _KINDS:
+        importlib.import_module(module)
+    if kind not in _KINDS:
+        raise KeyError(f"{module} registers no stage kind {kind!r}")
+    return _KINDS[kind]

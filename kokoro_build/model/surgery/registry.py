@@ -58,7 +58,7 @@ def register_pass(pass_id: str) -> Callable[[type[SurgeryPass]], type[SurgeryPas
 
 
 def registered_passes() -> dict[str, type[SurgeryPass]]:
-    from kokoro_build.model.surgery import passes  # noqa: F401  (registers the built-in passes)
+    """Every registered pass (the package's __init__ imports the built-in ones)."""
     return dict(_PASSES)
 
 
@@ -153,10 +153,14 @@ def check_gate(record: PassRecord, cumulative_gate: float) -> None:
                            f"{cumulative_gate:.0f} dB")
 
 
-def apply_passes(module, pass_specs: list[tuple[str, dict]], inputs: tuple) -> SurgeryResult:
+def apply_passes(module, pass_specs: list[tuple[str, dict]], inputs: tuple,
+                 expected: frozenset[str] = frozenset()) -> SurgeryResult:
     """Apply passes in order to a copy of `module`, gating each one on parity.
 
-    `pass_specs` is [(id, options)]; `inputs` are fixed example inputs.
+    `pass_specs` is [(id, options)]; `inputs` are fixed example inputs. A pass in
+    `expected` (the kind table's, spec/kinds.py) that rewrites 0 sites is an error:
+    passes find their sites by class name, and a renamed class in kokoro would
+    otherwise turn the pass into a silent no-op.
     """
     original = module
     reference = run_seeded(original, inputs)
@@ -170,6 +174,9 @@ def apply_passes(module, pass_specs: list[tuple[str, dict]], inputs: tuple) -> S
         if missing:
             raise SurgeryError(f"{pass_id} must run after {', '.join(missing)}")
         sites = surgery.apply(work)
+        if not sites and pass_id in expected:
+            raise SurgeryError(f"{pass_id} found nothing to rewrite in this {type(module).__name__}, "
+                               "where it always has: did a class it matches by name change in kokoro?")
         if sites:
             outputs = run_seeded(work, inputs)
             total, step = worst_psnr(reference, outputs), worst_psnr(previous, outputs)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from kokoro_build.spec.compress_schema import (ActivationQuantization, CompressConfig, LinearQuantization, Palettization,
                               WeightMethod)
+from kokoro_build.spec.run import StageRun
 from kokoro_build.store.package import atomic_path, tree_digest, write_digest, write_json
 from kokoro_build.store.reproducible import normalize_package, reset_mil_names
 
@@ -137,16 +138,18 @@ def compress_model(mlmodel, block: CompressConfig, ranges: dict | None = None, p
     return mlmodel
 
 
-def compress_stage(converted_path: str, converted_report: str, block: dict, out_path: str,
-                   report_path: str, calibration: tuple[str, str] | None = None) -> None:
+def compress_stage(run: StageRun) -> None:
     """doit action: compressed .mlpackage, its report (the conversion's, updated), then
-    its digest. `calibration`: (calibration.json, this package's key in it), for A8."""
+    its digest. For A8, the activation ranges come from `run.paths.calibration`."""
     import coremltools as ct
 
     from kokoro_build.targets.coreml.convert import op_census
 
+    converted_path, out_path, report_path = run.paths.converted, run.paths.bucket, run.paths.report
+    block = run.compress
+    calibration = (run.paths.calibration, run.paths.calibration_key) if run.paths.calibration else None
     start = time.time()
-    report = json.loads(Path(converted_report).read_text())
+    report = json.loads(Path(run.paths.converted_report).read_text())
     label = f"{report['kind']} {report['sizes']}"
     config = CompressConfig.model_validate(block)
     print(f"compress {label}: {json.dumps(block, sort_keys=True)}", flush=True)

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from kokoro_build.spec.run import StageRun
 from kokoro_build.store.package import atomic_path, digest_path, tree_digest, write_digest, write_json
 from kokoro_build.store.reproducible import build_stamp, normalize_package, reset_mil_names
 
@@ -71,10 +72,11 @@ def stamp_provenance(mlmodel, export_info: dict) -> None:
     metadata["kokoro_build.provenance"] = json.dumps(export_info["provenance"], sort_keys=True)
 
 
-def convert_stage(traced_path: str, precision: str, compute_units: str, deployment: str,
-                  out_path: str, report_path: str) -> None:
+def convert_stage(run: StageRun) -> None:
     """doit action: .mlpackage, then its report, then its digest (written last:
     downstream tasks depend on it)."""
+    traced_path, out_path, report_path = run.paths.traced, run.paths.converted, run.paths.converted_report
+    precision, compute_units, deployment = run.precision, run.compute_units, run.deployment
     start = time.time()
     export_info = json.loads(digest_path(traced_path).read_text())
     label = f"{export_info['kind']} {export_info['sizes']}"

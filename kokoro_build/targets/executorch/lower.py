@@ -1,6 +1,6 @@
 """One stage at one shape -> an ExecuTorch program: torch.export, XNNPACK, `.pte`.
 
-The module is the one the Core ML path traces (export.prepare_stage: the same weights,
+The module is the one the Core ML path traces (model/prepare.py: the same weights,
 surgery passes and example inputs), so the `.pte` and the `.mlpackage` are checked
 against the same torch twin. A flexible dimension becomes a `torch.export.Dim` over
 its sizes; buckets are exported one program each, as for Core ML.
@@ -13,6 +13,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from kokoro_build.spec.run import StageRun
 from kokoro_build.store.package import atomic_path, write_digest, write_json
 
 # Applied after the stage's own passes, for ExecuTorch only (surgery/passes/recurrent_scan.py).
@@ -111,33 +112,35 @@ def lower_module(module, inputs: tuple, dynamic: tuple | None = None, strict: bo
     return edge.to_executorch().buffer, census
 
 
-def lower_stage(weights_path: str, kind: str, sizes: dict[str, int], passes: list, voice: str | None,
-                flexible: dict, options: dict, export_mode: str, out_path: str, report_path: str) -> None:
+def lower_stage(run: StageRun) -> None:
     """doit action: write `<stage>_<label>.pte`, its digest and its report (the op census)."""
-    from kokoro_build.targets.coreml.export import describe, prepare_stage
+    from kokoro_build.model.prepare import prepare_stage
+    from kokoro_build.targets.coreml.export import describe
 
     start = time.time()
-    label = f"{kind} {sizes}"
-    passes = [*passes, *EXECUTORCH_PASSES]
-    print(f"executorch {label}: surgery ({len(passes)} passes)", flush=True)
-    module, inputs, stage, records, provenance = prepare_stage(
-        weights_path, kind, sizes, passes, voice, flexible=bool(flexible), options=options)
-    for r in records:
+    label, sizes, flexible = f"{run.kind} {run.sizes}", run.sizes, run.flexible or {}
+    run = run.model_copy(update={"passes": [*run.passes, *EXECUTORCH_PASSES]})
+    print(f"executorch {label}: surgery ({len(run.passes)} passes)", flush=True)
+    prepared = prepare_stage(run)
+    for r in prepared.records:
         print(f"  {r.id}: {r.sites} sites, {r.psnr_db:.1f} dB", flush=True)
+    stage = prepared.stage
     dynamic = dynamic_shapes(stage, sizes, flexible)
-    print(f"executorch {label}: torch.export ({export_mode}"
+    print(f"executorch {label}: torch.export ({run.executorch_export}"
           f"{', dynamic ' + ', '.join(flexible) if flexible else ''}) + XNNPACK", flush=True)
-    program, census = lower_module(module, inputs, dynamic, strict=export_mode == "strict")
+    program, census = lower_module(prepared.module, prepared.inputs(sizes), dynamic,
+                                   strict=run.executorch_export == "strict")
+    out_path = run.paths.program
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(program)
-    report = {"kind": kind, "sizes": sizes, "flexible": flexible, "export": export_mode,
+    report = {"kind": run.kind, "sizes": sizes, "flexible": flexible, "export": run.executorch_export,
               "backend": "xnnpack", "executorch": _version(),
               "inputs": describe(stage.inputs, sizes, flexible),
               "outputs": describe(stage.outputs, sizes, flexible),
               "bytes": len(program), "ops": census, "seconds": round(time.time() - start, 1)}
-    write_json(report_path, report)
-    write_digest(out_path, kind=kind, sizes=sizes, passes=[r.as_dict() for r in records],
-                 provenance=provenance)
+    write_json(run.paths.program_report, report)
+    write_digest(out_path, kind=run.kind, sizes=sizes, passes=[r.as_dict() for r in prepared.records],
+                 provenance=prepared.provenance)
     common = sorted(census["portable"].items(), key=lambda kv: -kv[1])[:4]
     print(f"executorch {label}: {len(program) / 1e6:.2f} MB, {census['delegated_ops']} ops in "
           f"{census['delegate_calls']} XNNPACK calls, {census['portable_ops']} on portable kernels "

@@ -13,44 +13,38 @@ import time
 from pathlib import Path
 
 from kokoro_build.store.package import write_json
-from kokoro_build.verify.task import VerifyError, check_inputs, run_twin, threshold_for
+from kokoro_build.spec.run import StageRun
+from kokoro_build.verify.task import VerifyError, check_inputs, failures, output_check, run_twin
 
 
-def verify_program(weights_path: str, kind: str, sizes: dict, passes: list, voice: str | None,
-                   flexible: dict, options: dict, traced: str, program: str, report_json: str,
-                   thresholds: dict, out_path: str) -> None:
+def verify_program(run: StageRun) -> None:
     import torch
 
-    from kokoro_build.model.surgery.registry import psnr_db
     from kokoro_build.runtime.executorch_program import Program
 
-    stage, at, inputs = check_inputs(weights_path, kind, sizes, passes, voice, flexible, options)
+    program, out_path = run.paths.program, run.paths.program_verified
+    stage, at, inputs = check_inputs(run)
     print(f"verify {Path(program).name}: ExecuTorch runtime at {at}", flush=True)
     start = time.time()
     got = Program(program).run(list(inputs))
     run_seconds = time.time() - start
-    reference, twin_seconds = run_twin(traced, inputs)
+    reference, twin_seconds = run_twin(run.paths.traced, inputs)
     outputs = {}
     for spec, expected, value in zip(stage.outputs(at), reference, got):
         value = torch.from_numpy(value)
         if tuple(value.shape) != tuple(expected.shape):
             raise VerifyError(f"{program}: output {spec.name} has shape {tuple(value.shape)}, "
                               f"its twin {tuple(expected.shape)}")
-        psnr, max_abs = psnr_db(stage.parity_view(spec.name, expected), stage.parity_view(spec.name, value))
-        need = threshold_for(thresholds, spec.name)
-        outputs[spec.name] = {"psnr_db": psnr, "max_abs_err": max_abs, "min_psnr_db": need,
-                              "finite": bool(torch.isfinite(value).all()),
-                              "passed": psnr >= need and bool(torch.isfinite(value).all())}
-        print(f"  {spec.name}: {psnr:.1f} dB (min {need:g}), max |err| {max_abs:.3g}", flush=True)
+        entry = outputs[spec.name] = output_check(stage, spec.name, expected, value, run.executorch_thresholds)
+        print(f"  {spec.name}: {entry['psnr_db']:.1f} dB (min {entry['min_psnr_db']:g}), "
+              f"max |err| {entry['max_abs_err']:.3g}", flush=True)
     passed = all(o["passed"] for o in outputs.values())
     write_json(out_path, {
-        **json.loads(Path(report_json).read_text()),
+        **json.loads(Path(run.paths.program_report).read_text()),
         "verify": {"passed": passed, "sizes": at, "outputs": outputs, "runtime": "executorch",
                    "seconds": round(run_seconds, 2), "twin_seconds": round(twin_seconds, 2)}})
     if not passed:
-        failed = [f"{name} {o['psnr_db']:.1f} dB < {o['min_psnr_db']:g}" +
-                  ("" if o["finite"] else " (not finite)") for name, o in outputs.items() if not o["passed"]]
         raise VerifyError(f"{program}: the ExecuTorch program doesn't match its torch twin: "
-                          f"{'; '.join(failed)} (report: {out_path})")
+                          f"{failures(outputs)} (report: {out_path})")
     print(f"verify {Path(program).name}: passed ({run_seconds:.1f} s runtime, {twin_seconds:.1f} s twin)",
           flush=True)

@@ -15,19 +15,6 @@ TABLE_SAMPLES = 24000
 TABLE_SEED = 20261122
 
 
-def seeded_noise(length: int, harmonics: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(phase_init [1, harmonics], source_noise [1, harmonics, length]) drawn in the
-    order and memory layout kokoro's SineGen draws them, so an unpatched model run
-    after torch.manual_seed(seed) sees the same numbers. (SineGen's randn_like
-    keeps its input's transposed strides, and torch fills a non-contiguous
-    tensor with a different sampler than a contiguous one: draw into the same
-    layout.)"""
-    g = torch.Generator().manual_seed(seed)
-    phase_init = torch.rand(1, harmonics, generator=g)
-    noise = torch.empty(1, harmonics, length).transpose(1, 2).normal_(generator=g)
-    return phase_init, noise.transpose(1, 2).contiguous()
-
-
 def supply_noise(module, phase_init, source_noise) -> None:
     """Hand the noise inputs to every SineGen in `module` (unpatched ones ignore them)."""
     for child in module.modules():
