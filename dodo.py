@@ -40,7 +40,7 @@ except OutputDirError as error:
 DOIT_CONFIG = {
     "dep_file": str(OUT / ".doit.sqlite"),
     "backend": doit_db.backend(),  # a killed build keeps what it finished (doit_db.py)
-    "default_tasks": ["weights", *(n for n, s in CONFIG.stages.items() if s.builds_artifacts), "manifest", "report"],
+    "default_tasks": ["weights", "runtime", *(n for n, s in CONFIG.stages.items() if s.builds_artifacts), "manifest", "report"],
     "verbosity": 2,
 }
 

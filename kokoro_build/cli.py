@@ -27,14 +27,16 @@ def cmd_speak(args: argparse.Namespace) -> int:
     from kokoro_build.runtime import Chain, ChainError
     from kokoro_build.runtime.backends import BackendError
 
+    from kokoro_build.runtime.bundle import BundleError, open_bundle
+
     text = args.text if args.text != "-" else sys.stdin.read()
-    variant_dir = Path(args.artifacts) / args.variant
     try:
-        print(f"loading {variant_dir} ({args.backend} backend)", file=sys.stderr, flush=True)
-        chain = Chain(variant_dir, backend=args.backend, g2p=args.g2p)
-        speech = chain.speak(text, voice=args.voice, speed=args.speed, seed=args.seed,
-                             progress=lambda line: print(line, file=sys.stderr, flush=True))
-    except (ChainError, BackendError, FileNotFoundError) as error:
+        with open_bundle(args.bundle) if args.bundle else _nullcontext(Path(args.artifacts) / args.variant) as where:
+            print(f"loading {args.bundle or where} ({args.backend} backend)", file=sys.stderr, flush=True)
+            chain = Chain(where, backend=args.backend, g2p=args.g2p)
+            speech = chain.speak(text, voice=args.voice, speed=args.speed, seed=args.seed,
+                                 progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except (ChainError, BackendError, BundleError, FileNotFoundError, ValueError) as error:
         print(f"kokoro-build speak: {error}", file=sys.stderr)
         return 1
     if args.g2p == "device":  # which words the lexicon didn't have
@@ -48,6 +50,11 @@ def cmd_speak(args: argparse.Namespace) -> int:
     print(f"{args.output}: {seconds:.2f} s of audio in {speech.seconds:.2f} s "
           f"(real-time factor {speech.real_time_factor:.2f}x), {len(speech.chunks)} chunk(s)")
     return 0
+
+
+def _nullcontext(value):
+    from contextlib import nullcontext
+    return nullcontext(value)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -181,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "lexicon and neural G2P artifact, run by --backend)")
     speak.add_argument("--seed", type=int, default=0, help="seed of the source noise")
     speak.add_argument("--artifacts", default="artifacts", help="where variants are built")
+    speak.add_argument("--bundle", help="speak from a release (its .zip, or the folder it unzips to) "
+                                        "instead of a built variant: --backend mil, executorch or coreml")
     speak.set_defaults(run=cmd_speak)
     report = sub.add_parser("report", help="a built variant's verification summary and speech metrics (exit 2 if any gate failed)")
     report.add_argument("variant", nargs="?", default="default")

@@ -33,7 +33,7 @@ def fake_variant(root: Path, name: str, vocoder_sha: str, mb: float, psnr: float
                 "ane": {"flop_share": 0.7}}
     config = load_config(ROOT / "recipes" / ("w8.yaml" if name == "b" else "ane-chain.yaml")).model_dump(mode="json")
     (variant / "manifest.json").write_text(json.dumps({
-        "format": "kokoro-build-manifest/1", "name": name, "config": config,
+        "format": "kokoro-build-manifest/2", "name": name, "config": config,
         "stages": {"vocoder": {"kind": "vocoder", "artifacts": [artifact]}}}))
     return variant
 

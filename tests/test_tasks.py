@@ -30,7 +30,7 @@ def tasks_by_name(config_path):
 def test_default_graph_has_one_export_convert_and_verify_per_bucket():
     names = set(tasks_by_name(ROOT / "pipeline.yaml"))
     stages = ("prosody", "noise", "vocoder", "tail")
-    expected = {"weights", "duration", *stages, "manifest", "report"}
+    expected = {"weights", "runtime", "duration", *stages, "manifest", "report"}
     for frames in (120, 200, 400, 1200):
         for stage in stages:
             expected |= {f"{stage}:frames_{frames}.{step}" for step in ("export", "convert", "verify")}
@@ -129,7 +129,7 @@ def test_multifunction_converts_each_bucket_then_merges_them(tmp_path):
     assert slice_of(ta["vocoder:frames_400.convert"]) == slice_of(tb["vocoder:frames_400.convert"])
     assert slice_of(ta["vocoder:merge"]) != slice_of(tb["vocoder:merge"])
     assert "prosody:merge" not in ta  # separate, as before
-    entries = ta["manifest"]["actions"][0][1][3]["vocoder"]["artifacts"]
+    entries = ta["manifest"]["actions"][0][1][0]["stages"]["vocoder"]["artifacts"]
     assert {e["function"] for e in entries} == set(functions) and len({e["package"] for e in entries}) == 1
 
 
@@ -174,7 +174,7 @@ def test_alignment_where_host_builds_nothing_and_graph_builds_buckets(tmp_path):
     host.write_text(text)
     names = set(tasks_by_name(host))
     assert not any(n.startswith("align") for n in names)
-    manifest = tasks_by_name(host)["manifest"]["actions"][0][1][3]
+    manifest = tasks_by_name(host)["manifest"]["actions"][0][1][0]["stages"]
     assert manifest["align"] == {"kind": "alignment", "where": "host", "artifacts": []}
     graph = tmp_path / "graph.yaml"
     graph.write_text(text.replace("{kind: alignment, where: host}", "{kind: alignment, where: graph, "
@@ -236,9 +236,10 @@ def test_w8a8_calibrates_on_every_converted_package_before_compressing(tmp_path)
         assert any(p.endswith(f"_work/{stage}.digest.json") for p in deps), stage
     assert any(p.endswith("w8a8/noise/frames_range.digest.json") for p in deps)
     assert not any(p.endswith("w8a8/vocoder/frames_range.digest.json") for p in deps)  # not the compressed one
-    args = calibration["actions"][0][1]
-    assert args[4][:1] == ["Kokoro turns written words into speech, one sentence at a time."] and len(args[4]) == 4
-    assert args[5] == "jf_alpha" and len(args[6]) == 2  # the A8 stages (prosody, vocoder) must be reached
+    plan, _ = calibration["actions"][0][1]
+    assert plan["texts"][:1] == ["Kokoro turns written words into speech, one sentence at a time."]
+    assert len(plan["texts"]) == 4
+    assert plan["voice"] == "jf_alpha" and len(plan["required"]) == 2  # the A8 stages (prosody, vocoder)
     # the A8 stages' compress steps read it, with their package's key
     compress = tasks["vocoder:frames_range.compress"]
     assert any(p.endswith("_work/calibration.json") for p in compress["file_dep"])

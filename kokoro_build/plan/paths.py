@@ -25,6 +25,13 @@ def weights_path(out: Path) -> Path:
     return out / "weights" / "kokoro.pt"
 
 
+def runtime_files(out: Path, voices: list[str]) -> dict:
+    """What the chain needs of the weights file, as small files at the paths a release
+    keeps them at: {config, vocab, voices: {name: path}}."""
+    return {"config": str(out / "kokoro" / "config.json"), "vocab": str(out / "kokoro" / "vocab.json"),
+            "voices": {voice: str(out / "voices" / f"{voice}.npy") for voice in voices}}
+
+
 def g2p_checkpoint(out: Path) -> Path:
     return out / "weights" / "g2p_en.pt"
 

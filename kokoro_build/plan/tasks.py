@@ -36,7 +36,7 @@ from doit.tools import config_changed
 from kokoro_build.plan.actions import action
 from kokoro_build.plan.code_deps import code_files
 from kokoro_build.plan.paths import (artifacts_dir, calibration_path, g2p_checkpoint, lexicon_path,  # noqa: F401
-                                     manifest_entry, recipe_path, stage_paths, weights_path)
+                                     manifest_entry, recipe_path, runtime_files, stage_paths, weights_path)
 from kokoro_build.spec.config import PipelineConfig, StageConfig
 from kokoro_build.spec.kinds import kind_row
 from kokoro_build.spec.run import StageRun, report_path
@@ -79,6 +79,13 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
         doc=f"Kokoro weights from source {config.model.source.kind} -> {weights.relative_to(out)}",
         targets=[str(weights), str(digest_path(weights))],
         uptodate=[config_changed(model_slice)]), out, "weights", model_slice)
+    runtime = runtime_files(out, config.model.voices)
+    runtime_targets = [runtime["config"], runtime["vocab"], *runtime["voices"].values()]
+    yield _task(
+        "kokoro_build.model.source.weights:write_runtime_files", [str(weights), runtime],
+        basename="runtime", doc="the Kokoro config, vocab and voice packs as small files (what the chain reads)",
+        file_dep=[str(digest_path(weights))], targets=runtime_targets,
+        uptodate=[config_changed({"voices": config.model.voices})])
     manifest_stages = {}
     calibration = calibration_path(out) if config.activation_stages else None
     for stage_name, stage in config.stages.items():
@@ -94,23 +101,24 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
             manifest_stages[stage_name].update(lexicon=str(lexicon_path(out, stage_name)),
                                                checkpoint=str(g2p_checkpoint(out)))
     if calibration is not None:
-        yield _calibration_task(config, out, weights, calibration)
+        yield _calibration_task(config, out, calibration)
     manifest = out / "manifest.json"
     config_dump = config.model_dump(mode="json")
     artifacts = [a for s in manifest_stages.values() for a in s["artifacts"]]
     packages = sorted({a["package"] for a in artifacts})
     programs = [a["executorch"] for a in artifacts if "executorch" in a]
+    plan = {"name": config.name, "out": str(out), "weights": str(weights), "runtime": runtime,
+            "stages": manifest_stages, "config": config_dump}
     yield _task(
-        "kokoro_build.store.manifest:write_manifest",
-        [config.name, str(out), str(weights), manifest_stages, str(manifest), config_dump],
+        "kokoro_build.store.manifest:write_manifest", [plan, str(manifest)],
         basename="manifest", doc="manifest.json: every artifact with its I/O and digest (what the chain reads)",
-        file_dep=[str(digest_path(weights))] + [str(digest_path(p)) for p in packages] +
+        file_dep=[str(digest_path(weights)), *runtime_targets] + [str(digest_path(p)) for p in packages] +
                  [a["verify"] for a in artifacts] +
                  [f for p in programs for f in (str(digest_path(p["program"])), p["verify"])] +
                  [str(digest_path(s[key])) for s in manifest_stages.values()
                   for key in ("lexicon", "checkpoint") if key in s],
         targets=[str(manifest)],
-        uptodate=[config_changed({"stages": manifest_stages, "config": config_dump})])
+        uptodate=[config_changed({"stages": manifest_stages, "config": config_dump, "runtime": runtime})])
     audio_gates = config.verify.audio.model_dump()
     yield _task(
         "kokoro_build.report.variant:write_variant_report",
@@ -227,7 +235,7 @@ def _g2p_source_tasks(stage_name: str, stage: StageConfig, out: Path) -> Iterato
         targets=[str(lexicon), str(digest_path(lexicon))], uptodate=[config_changed(lexicon_slice)])
 
 
-def _calibration_task(config: PipelineConfig, out: Path, weights: Path, target: Path) -> dict:
+def _calibration_task(config: PipelineConfig, out: Path, target: Path) -> dict:
     """The chain over every stage's converted package (G2P aside: the chain's text
     goes through misaki), recording activation ranges for the A8 stages."""
     stages, required = {}, []
@@ -242,14 +250,16 @@ def _calibration_task(config: PipelineConfig, out: Path, weights: Path, target: 
             required += [run.paths.converted for run in runs]
     converted = [a["package"] for s in stages.values() for a in s["artifacts"]]
     run_slice = {"texts": config.calibration.chosen_texts, "voice": config.calibration_voice}
+    runtime = runtime_files(out, config.model.voices)
+    plan = {"name": config.name, "out": str(out), "runtime": runtime, "stages": stages,
+            "texts": run_slice["texts"], "voice": run_slice["voice"], "required": required}
     return _task(
-        "kokoro_build.targets.coreml.calibrate:calibrate",
-        [config.name, str(out), str(weights), stages, run_slice["texts"], run_slice["voice"], required, str(target)],
+        "kokoro_build.targets.coreml.calibrate:calibrate", [plan, str(target)],
         basename="calibration",
         doc=f"W8A8: speak {len(run_slice['texts'])} calibration texts through the converted "
             f"packages -> {target.relative_to(out)} (activation ranges)",
-        file_dep=[str(digest_path(weights))] + [str(digest_path(p)) for p in converted] +
-                 [str(report_path(p)) for p in converted],
+        file_dep=[runtime["config"], runtime["vocab"], *runtime["voices"].values()] +
+                 [str(digest_path(p)) for p in converted] + [str(report_path(p)) for p in converted],
         targets=[str(target)], uptodate=[config_changed(run_slice)])
 
 

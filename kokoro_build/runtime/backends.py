@@ -20,7 +20,10 @@ class TorchBackend:
 
     def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
-        path = artifact["traced"]
+        path = artifact.get("traced")
+        if path is None:
+            raise BackendError(f"{artifact['package']}: a release carries no traced twins; "
+                               "speak from it with --backend mil, executorch or coreml")
         if path not in self._modules:
             self._modules[path] = torch.jit.load(str(self.variant_dir / path)).eval()
         args = []

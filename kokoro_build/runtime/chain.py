@@ -1,6 +1,7 @@
 """The conductor: runs a built variant's stages in order, one chunk at a time."""
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -66,8 +67,6 @@ class Chain:
         lexicon and neural G2P artifact, run by `backend`), or any text -> phonemes callable.
         `manifest`: the artifacts to run, if not the variant's manifest.json (calibration
         runs the converted packages before there is one)."""
-        from kokoro_build.model.source.weights import load_weights
-
         self.variant_dir = Path(variant_dir)
         self.manifest = manifest if manifest is not None else load_manifest(self.variant_dir)
         self.backend = make_backend(backend, self.variant_dir)
@@ -76,11 +75,13 @@ class Chain:
             raise ChainError(f"variant {self.manifest['name']} has stages {', '.join(by_kind) or 'none'}; "
                              "the chain needs duration, prosody and vocoder, or duration and synthesizer")
         self.stages = by_kind
-        blob = load_weights(str(self.variant_dir / self.manifest["weights"]["path"]))
-        self.config, self.voices = blob["config"], blob["voices"]
+        runtime = self.manifest["runtime"]  # small files beside the packages, not the weights
+        self.config = json.loads((self.variant_dir / runtime["config"]["path"]).read_text())
+        self.voices = {voice: self.variant_dir / entry["path"] for voice, entry in runtime["voices"].items()}
         self.vocab: dict[str, int] = self.config["vocab"]
         self.samples_per_frame = samples_per_frame(self.config)
         self.style_dim = self.config["style_dim"]  # ref_s = [decoder half | predictor half]
+        self._packs: dict[str, np.ndarray] = {}
         self._g2p = self._make_g2p(g2p)
 
     def _make_g2p(self, g2p: Callable | str | None) -> Callable | None:
@@ -94,6 +95,16 @@ class Chain:
         if isinstance(g2p, str):
             raise ChainError(f"unknown g2p {g2p!r}; known: misaki, device")
         return g2p
+
+    def _voice_pack(self, voice: str) -> np.ndarray:
+        """[510, 1, 256] float32: a style vector per phoneme count (loaded on first use)."""
+        if voice not in self._packs:
+            pack = np.load(self.voices[voice], allow_pickle=False)
+            if pack.ndim != 3 or pack.shape[1:] != (1, 2 * self.style_dim):
+                raise ChainError(f"{self.voices[voice]}: voice pack is {pack.shape}, "
+                                 f"expected (510, 1, {2 * self.style_dim})")
+            self._packs[voice] = pack
+        return self._packs[voice]
 
     # -- public -------------------------------------------------------------------
     @property
@@ -178,7 +189,7 @@ class Chain:
 
     def _speak_chunk(self, phonemes: str, voice: str, speed: float, noise_seed: int) -> ChunkResult:
         # kokoro picks the style row by phoneme count (KPipeline: pack[len(ps) - 1])
-        ref_s = self.voices[voice][len(phonemes) - 1].reshape(1, -1).numpy().astype(np.float32)
+        ref_s = self._voice_pack(voice)[len(phonemes) - 1].reshape(1, -1).astype(np.float32)
         tokens = [0] + [self.vocab[p] for p in phonemes] + [0]
         raw, d, t_en, token_bucket = self._duration(tokens, ref_s, speed)
         durations = np.maximum(np.round(raw), 1).astype(np.int64)  # as KModel: round, clamp(min=1)

@@ -8,27 +8,34 @@ import json
 from pathlib import Path
 
 from kokoro_build.spec.run import report_path  # noqa: F401  (readers find it here)
-from kokoro_build.store.package import digest_path, write_json
+from kokoro_build.store.package import digest_path, file_sha256, write_json
 
-FORMAT = "kokoro-build-manifest/1"
+# /2: the runtime files (config, vocab, voices) the chain reads instead of the weights
+FORMAT = "kokoro-build-manifest/2"
+# A release bundle's manifest.json (store/release.py) carries its variant's manifest
+# under "chain", with the same relative paths: the chain runs from a bundle as from a build.
+RELEASE_FORMAT = "kokoro-build-release/1"
 
 
-def write_manifest(name: str, out_dir: str, weights: str, stages: dict, out_path: str,
-                   config: dict | None = None) -> None:
-    """doit action. `stages`: {stage name: {kind, options, packaging, artifacts: [{sizes,
-    traced, package, function, report, verify[, executorch: {program, report, verify}]}]}}
-    (tasks.ArtifactPaths.manifest_entry);
-    `config`: the validated pipeline config (recorded for releases and diffs)."""
-    root = Path(out_dir)
-    weights_info = json.loads(digest_path(weights).read_text())
+def write_manifest(plan: dict, out_path: str) -> None:
+    """doit action. `plan` (plan/tasks.py): {name, out, weights, config (the validated
+    pipeline config, recorded for releases and diffs), runtime: {config, vocab, voices:
+    {name: path}} (the small files the chain reads), stages: {stage name: {kind,
+    options, packaging, artifacts: [{sizes, traced, package, function, report, verify[,
+    executorch: {program, report, verify}]}]}} (plan/paths.manifest_entry)}."""
+    root = Path(plan["out"])
+    weights_info = json.loads(digest_path(plan["weights"]).read_text())
+    runtime = plan["runtime"]
     manifest = {
-        "format": FORMAT, "name": name,
-        "weights": {"path": _rel(weights, root), "sha256": weights_info["sha256"],
+        "format": FORMAT, "name": plan["name"],
+        "weights": {"path": _rel(plan["weights"], root), "sha256": weights_info["sha256"],
                     "provenance": weights_info.get("provenance")},
+        "runtime": {"config": _file_entry(runtime["config"], root), "vocab": _file_entry(runtime["vocab"], root),
+                    "voices": {v: _file_entry(p, root) for v, p in sorted(runtime["voices"].items())}},
         "stages": {},
-        "config": config,
+        "config": plan["config"],
     }
-    for stage_name, stage in stages.items():
+    for stage_name, stage in plan["stages"].items():
         artifacts = []
         for entry in stage["artifacts"]:
             report = json.loads(Path(entry["report"]).read_text())
@@ -103,6 +110,10 @@ def verify_path(package: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".mlpackage") + ".verify.json")
 
 
+def _file_entry(path: str, root: Path) -> dict:
+    return {"path": _rel(path, root), "sha256": file_sha256(path)}
+
+
 def _rel(path: str, root: Path) -> str:
     return str(Path(path).resolve().relative_to(root.resolve()))
 
@@ -112,6 +123,9 @@ def load_manifest(variant_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the variant first (make build, or doit)")
     manifest = json.loads(path.read_text())
+    if manifest.get("format") == RELEASE_FORMAT and "chain" in manifest:
+        manifest = manifest["chain"]
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT}")
+        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT} "
+                         "(built by another kokoro-build version: rebuild it with doit)")
     return manifest

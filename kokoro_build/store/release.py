@@ -19,15 +19,15 @@ it, since they differ between two builds of the same inputs.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import zipfile
 from pathlib import Path
 
+from kokoro_build.runtime.bundle import verify_release  # noqa: F401  (the reader's side)
+from kokoro_build.store.manifest import RELEASE_FORMAT as FORMAT
 from kokoro_build.store.manifest import load_manifest
 from kokoro_build.store.package import atomic_path
 
-FORMAT = "kokoro-build-release/1"
 EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -49,17 +49,9 @@ def _without_timings(data):
     return data
 
 
-def _npy(array) -> bytes:
-    import numpy as np
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-    return buffer.getvalue()
-
-
 def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
-    """({path in the bundle: bytes or a file to copy}, the variant manifest)."""
-    from kokoro_build.model.source.weights import load_weights
-
+    """({path in the bundle: bytes or a file to copy}, the variant manifest). Files keep
+    their path in the variant, so the variant's manifest reads the same in the bundle."""
     manifest = load_manifest(variant_dir)
     failed = [f"{stage}:{a['package']}" for stage, s in manifest["stages"].items() for a in s["artifacts"]
               if not a["verify"]["passed"]]
@@ -84,11 +76,9 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
                 files[f"reports/{program['verify_report']}"] = _stable_json(_without_timings(report))
         if "lexicon" in stage:
             files[stage["lexicon"]["path"]] = variant_dir / stage["lexicon"]["path"]
-    blob = load_weights(str(variant_dir / manifest["weights"]["path"]))
-    files["kokoro/config.json"] = _stable_json(blob["config"])
-    files["kokoro/vocab.json"] = _stable_json(blob["config"]["vocab"])
-    for voice, pack in sorted(blob["voices"].items()):
-        files[f"voices/{voice}.npy"] = _npy(pack.numpy())
+    runtime = manifest["runtime"]  # config, vocab, voices: what the chain reads
+    for entry in (runtime["config"], runtime["vocab"], *runtime["voices"].values()):
+        files[entry["path"]] = variant_dir / entry["path"]
     return files, manifest
 
 
@@ -117,6 +107,12 @@ def _bundle_manifest(name: str, version: str, files: dict[str, bytes], variant: 
         "files": {path: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                   for path, data in sorted(files.items())},
         "stages": stages, "config": variant.get("config"), "weights": variant["weights"],
+        # the variant's manifest, for the chain (`speak --bundle`); the weights and traced
+        # twins stay behind, so only the mil, coreml and executorch backends run from here
+        "chain": _without_timings({**variant, "stages": {
+            name: {**stage, "artifacts": [{k: v for k, v in a.items() if k != "traced"}
+                                          for a in stage["artifacts"]]}
+            for name, stage in variant["stages"].items()}}),
         "environment": _environment(),
     }
 
@@ -139,40 +135,3 @@ def build_release(variant_dir: str | Path, dist_dir: str | Path, version: str) -
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, files[path], compresslevel=6)
     return out
-
-
-def verify_release(archive_path: str | Path) -> list[str]:
-    """Re-hash every entry against the bundle's manifest.json; the problems found
-    (empty: the archive is intact)."""
-    problems = []
-    try:
-        archive = zipfile.ZipFile(archive_path)
-    except (OSError, zipfile.BadZipFile) as error:
-        return [f"not a readable zip: {error}"]
-    with archive:
-        names = archive.namelist()
-        manifests = [n for n in names if n.count("/") == 1 and n.endswith("/manifest.json")]
-        if len(manifests) != 1:
-            return ["no <name>-<version>/manifest.json at the top of the archive"]
-        root = manifests[0].split("/")[0]
-        try:
-            manifest = json.loads(archive.read(manifests[0]))
-        except (ValueError, zipfile.BadZipFile) as error:
-            return [f"manifest.json is unreadable: {error}"]
-        if manifest.get("format") != FORMAT:
-            return [f"manifest.json: format {manifest.get('format')!r}, expected {FORMAT}"]
-        listed = manifest.get("files", {})
-        present = {n.removeprefix(root + "/") for n in names if n != manifests[0]}
-        problems += [f"{path}: listed in manifest.json, missing from the archive"
-                     for path in sorted(set(listed) - present)]
-        problems += [f"{path}: in the archive, not listed in manifest.json" for path in sorted(present - set(listed))]
-        for path in sorted(set(listed) & present):
-            try:
-                data = archive.read(f"{root}/{path}")
-            except (zipfile.BadZipFile, OSError) as error:  # a corrupted member fails its CRC
-                problems.append(f"{path}: unreadable ({error})")
-                continue
-            expected = listed[path]
-            if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
-                problems.append(f"{path}: sha256 or size differs from manifest.json")
-    return problems

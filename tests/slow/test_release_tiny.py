@@ -89,3 +89,30 @@ def test_verify_release_names_every_tampered_file(releases, tmp_path, capsys):
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(original.read_bytes()[: original.stat().st_size // 2])
     assert main(["verify-release", str(truncated)]) == 1
+
+
+@pytest.mark.slow
+def test_a_release_alone_speaks(releases, tmp_path, capsys):
+    """Unzipped into an empty folder, with the build (artifacts/, the weights, the traced
+    twins) deleted: the chain runs from the bundle's packages and small files."""
+    import shutil
+
+    import soundfile
+
+    from kokoro_build.cli import main
+    original = releases[0]
+    shutil.rmtree(original.parent.parent / "artifacts")
+    bundle = tmp_path / "bundle"
+    with zipfile.ZipFile(original) as archive:
+        archive.extractall(bundle)
+    assert not list(bundle.rglob("*.pt"))  # neither the weights nor a traced twin
+    for source in (bundle, original):  # the folder and the zip
+        wav = tmp_path / f"{Path(source).stem}.wav"
+        assert main(["speak", "Hi.", "-o", str(wav), "--bundle", str(source), "--backend", "mil",
+                     "--voice", "test_voice"]) == 0, capsys.readouterr().err
+        audio, rate = soundfile.read(wav)
+        assert rate == 24000 and len(audio) > 0 and abs(audio).max() > 0
+    # the torch backend needs the traced twins, which a release doesn't carry
+    assert main(["speak", "Hi.", "-o", str(tmp_path / "t.wav"), "--bundle", str(bundle),
+                 "--backend", "torch", "--voice", "test_voice"]) == 1
+    assert "carries no traced twins" in capsys.readouterr().err

@@ -69,8 +69,8 @@ def test_a_package_no_text_reaches_is_a_clear_error(built, tmp_path):
     from kokoro_build.plan.tasks import generate_tasks
     config_path, variant = built
     task = next(t for t in generate_tasks(load_config(config_path), config_path) if t["basename"] == "calibration")
-    name, out, weights, stages, _, voice, _, _ = task["actions"][0][1]
+    plan, _ = task["actions"][0][1]
     unreached = str(variant / "_work" / "vocoder" / "converted" / "frames_9.mlpackage")
     with pytest.raises(CalibrationError, match="no calibration text ran through _work/vocoder/converted/frames_9"):
-        calibrate(name, out, weights, stages, ["Hi."], voice, [unreached], str(tmp_path / "c.json"))
+        calibrate({**plan, "texts": ["Hi."], "required": [unreached]}, str(tmp_path / "c.json"))
     assert not (tmp_path / "c.json").exists()

@@ -50,6 +50,26 @@ def build_weights(model_cfg: dict, out_path: str) -> None:
     print(f"weights: wrote {out_path} in {time.time() - start:.0f} s", flush=True)
 
 
+def write_runtime_files(weights_path: str, files: dict) -> None:
+    """doit action: the Kokoro config, its vocab and the voice packs (float32 .npy)
+    from the weights file, so the chain runs without it (from a release, for one)."""
+    import numpy as np
+
+    blob = load_weights(weights_path)
+    writes = {files["config"]: json.dumps(blob["config"], indent=2, sort_keys=True) + "\n",
+              files["vocab"]: json.dumps(blob["config"]["vocab"], indent=2, sort_keys=True) + "\n"}
+    for path, text in writes.items():
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    for voice, path in files["voices"].items():
+        if voice not in blob["voices"]:
+            raise WeightsError(f"{weights_path} has no voice {voice!r}")
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
+            np.save(file, np.ascontiguousarray(blob["voices"][voice].numpy(), dtype=np.float32),
+                    allow_pickle=False)
+    print(f"runtime files: config, vocab and {len(files['voices'])} voice(s)", flush=True)
+
+
 def load_weights(path: str) -> dict:
     return load_blob(path, FORMAT, "weights file")
 

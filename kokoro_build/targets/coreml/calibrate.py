@@ -22,13 +22,16 @@ class CalibrationError(RuntimeError):
     pass
 
 
-def calibration_manifest(name: str, out_dir: Path, weights: str, stages: dict) -> dict:
-    """A manifest (manifest.py's shape, the fields the chain reads) over the converted
-    packages. `stages`: {stage: {kind, where?, artifacts: [{sizes, package, traced, report}]}}."""
+def calibration_manifest(name: str, out_dir: Path, runtime: dict, stages: dict) -> dict:
+    """A manifest (store/manifest.py's shape, the fields the chain reads) over the
+    converted packages. `runtime`: {config, vocab, voices: {name: path}};
+    `stages`: {stage: {kind, where?, artifacts: [{sizes, package, traced, report}]}}."""
     def rel(path: str) -> str:
         return str(Path(path).resolve().relative_to(out_dir.resolve()))
 
-    manifest = {"name": name, "weights": {"path": rel(weights)}, "stages": {}}
+    manifest = {"name": name, "stages": {}, "runtime": {
+        "config": {"path": rel(runtime["config"])}, "vocab": {"path": rel(runtime["vocab"])},
+        "voices": {voice: {"path": rel(path)} for voice, path in runtime["voices"].items()}}}
     for stage_name, stage in stages.items():
         artifacts = []
         for entry in stage["artifacts"]:
@@ -77,16 +80,17 @@ def share_concat_ranges(program, ranges: dict[str, list[float]]) -> int:
     return changed
 
 
-def calibrate(name: str, out_dir: str, weights: str, stages: dict, texts: list[str], voice: str,
-              required: list[str], out_path: str) -> None:
-    """doit action: speak `texts` through the converted packages, then write every
-    package's activation ranges. `required`: the packages that must have run (those
-    of stages that quantize activations); a bucket no text reached is an error."""
+def calibrate(plan: dict, out_path: str) -> None:
+    """doit action: speak `plan["texts"]` in `plan["voice"]` through the converted
+    packages (`plan["stages"]`, see calibration_manifest), then write every package's
+    activation ranges. `plan["required"]`: the packages that must have run (those of
+    stages that quantize activations); a bucket no text reached is an error."""
     from kokoro_build.runtime.backends import MilBackend
     from kokoro_build.runtime.chain import Chain
 
-    root = Path(out_dir)
-    manifest = calibration_manifest(name, root, weights, stages)
+    root = Path(plan["out"])
+    texts, voice, required = plan["texts"], plan["voice"], plan["required"]
+    manifest = calibration_manifest(plan["name"], root, plan["runtime"], plan["stages"])
     stats: dict = {}
     backend = MilBackend(root, stats=stats)
     chain = Chain(root, backend=backend, manifest=manifest)
