@@ -86,8 +86,3 @@ def code_files(*modules: str) -> list[str]:
         if path.name == "__init__.py" and data.is_dir():
             files |= {f for f in data.iterdir() if f.is_file()}
     return sorted(str(f) for f in files)
-
-
-def action_module(target: str) -> str:
-    """'pkg.mod:func' -> 'pkg.mod'."""
-    return target.partition(":")[0]

@@ -133,8 +133,8 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
 def stage_runs(config: PipelineConfig, stage_name: str, out: Path, calibration: Path | None) -> list[StageRun]:
     """One StageRun per artifact of the stage: everything its steps read."""
     stage = config.stages[stage_name]
-    is_g2p = stage.kind == "g2p"  # its own model, which takes no voice
-    weights = g2p_checkpoint(out) if is_g2p else weights_path(out)
+    row = kind_row(stage.kind)  # the g2p kind: its own model, which takes no voice
+    weights = weights_path(out) if row.takes_voice else g2p_checkpoint(out)
     executorch = "executorch" in config.stage_targets(stage_name)
     merged = stage.packaging == "multifunction"
     runs = []
@@ -144,7 +144,7 @@ def stage_runs(config: PipelineConfig, stage_name: str, out: Path, calibration: 
                                              "calibration_key": str(Path(paths.converted).relative_to(out))})
         runs.append(StageRun(
             stage=stage_name, paths=paths, kind=stage.kind, sizes=point.sizes, flexible=point.flexible,
-            passes=stage.passes(), voice=None if is_g2p else config.model.voices[0], options=stage.kind_options,
+            passes=stage.passes(), voice=config.model.voices[0] if row.takes_voice else None, options=stage.kind_options,
             precision=config.stage_precision(stage_name), compute_units=config.stage_compute_units(stage_name),
             deployment=config.target.deployment,
             compress=stage.compress.model_dump(mode="json") if stage.compress else None,

@@ -15,11 +15,12 @@ from kokoro_build.store.package import atomic_path, write_json
 from kokoro_build.report.summary import artifact_table, markdown_table, program_table, variant_summary
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and the report hears every word."
-FIGURES = ("ane", "waveform", "spectrogram")
 
 
 def speak_both(variant_dir: Path, voice: str, text: str = SENTENCE):
-    """(reference audio, chain audio, chain real-time factor) for `text`."""
+    """(reference, chain): `text` spoken by the variant's torch twins (fp32, the
+    reference) and by its saved artifacts through the MIL evaluator, each a Speech
+    (audio, chunks, timings), with the same G2P, voice and noise seed."""
     from kokoro_build.runtime import Chain
     from kokoro_build.runtime.text import misaki_g2p
     g2p = misaki_g2p()

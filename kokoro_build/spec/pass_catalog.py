@@ -52,7 +52,8 @@ PASS_OPTIONS: dict[str, type[BaseModel]] = {
     "kokoro::mask_padding": NoOptions,
 }
 
-# The minimum for ct.convert to succeed and be right (DESIGN §2). A pass that
+# The minimum for ct.convert to succeed and be right (the blockers seen here with
+# coremltools 9.0: README "Surgery passes"). A pass that
 # finds nothing to rewrite in a stage records 0 sites and costs nothing.
 COREML_DEFAULT = ("kokoro::remove_dropout", "kokoro::fold_weight_norm", "kokoro::constant_rsqrt",
                   "kokoro::stft_conv", "kokoro::deterministic_noise", "kokoro::unpack_lstm",

@@ -1,6 +1,6 @@
 """Byte-reproducible .mlpackage files and build provenance.
 
-Two conversions of one model differ byte for byte in two places (DESIGN §2): the
+Two conversions of one model differ byte for byte in two places (seen here, coremltools 9.0): the
 package's `Manifest.json` (random item UUIDs) and `model.mlmodel` (protobuf map
 order); `weight.bin` is identical. `normalize_package` fixes both after every save:
 the item ids become UUIDs derived from the items' content, the spec is serialized

@@ -5,15 +5,15 @@ public reverse-engineering and from ports of this very model; every verdict in a
 report names its rule, so a wrong rule is found and changed here.
 
 No size rule: a simple length limit would contradict the on-device measurement of
-a Kokoro vocoder at 99 % ANE residency (FluidAudio's profiler, DESIGN §4), whose
+a Kokoro vocoder at 99 % ANE residency (FluidAudio, Documentation/ANE_Profiler.md), whose
 tensors are as long as ours.
 """
 from __future__ import annotations
 
 HOLLANCE = "hollance/neural-engine docs/unsupported-layers.md (known not to work: RNN/LSTM/GRU, gather, dilated convolutions; works: upsampling, deconvolution; 'some are guesses')"
-GENERAL = "DESIGN.md §4 general ANE rules (hollance/neural-engine, apple/ml-ane-transformers: fp16 only; no LSTM/GRU, gather, custom layers or random ops)"
-LAISHERE = "DESIGN.md §4, laishere/kokoro-coreml: two RangeDim streams merging pushed 141+ ops to the GPU"
-PORTS = "DESIGN.md §4, other ports: Core ML mod gave wrong values (john-rocky/CoreML-Models PR #74)"
+GENERAL = "hollance/neural-engine and apple/ml-ane-transformers (unofficial): fp16 only; no LSTM/GRU, gather, custom layers or random ops"
+LAISHERE = "laishere/kokoro-coreml: two RangeDim streams merging pushed 141+ ops to the GPU"
+PORTS = "john-rocky/CoreML-Models PR #74: Core ML mod gave wrong values"
 ASSUMED = "no published source: a conservative assumption of this tool"
 COREMLTOOLS_A8 = ("coremltools docs, opt-quantization-perf.html: activation quantization is for models "
                   "running on the Neural Engine, which has int8-int8 compute from A17 Pro / M4 on")
@@ -56,7 +56,7 @@ ANE_OPS_SOURCE = ("hollance/neural-engine (upsampling, deconvolution work) and "
 RULE_FP32 = ("cpu", "fp32 compute: the ANE computes in fp16 only", GENERAL)
 # Conflicting evidence: hollance lists dilated convolutions as not working ("some are
 # guesses"), while Kokoro's vocoder, whose ResBlocks dilate by 3 and 5, measured 99 %
-# on the ANE on a device (FluidAudio's profiler, DESIGN §4).
+# on the ANE on a device (FluidAudio, Documentation/ANE_Profiler.md).
 RULE_DILATION = ("unknown", "dilated convolution: listed as not working by hollance, yet "
                             "Kokoro's vocoder measured 99 % ANE on device", HOLLANCE)
 RULE_DYNAMIC = ("unknown", "flexible (RangeDim) shape: the ANE compiles fixed shapes", LAISHERE)

@@ -15,7 +15,6 @@ Precision:
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -248,11 +247,3 @@ def _constant(val):
 
 def _to_numpy(value) -> np.ndarray:
     return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-
-
-def evaluate_package(package: str | Path, inputs: dict[str, np.ndarray], precision: str = "fp16",
-                     function: str = "main") -> tuple[dict[str, np.ndarray], float]:
-    """(outputs, seconds) for one run of a package."""
-    start = time.time()
-    outputs = MilEvaluator(package, precision).run(inputs, function)
-    return outputs, time.time() - start

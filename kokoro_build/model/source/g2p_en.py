@@ -1,7 +1,7 @@
 """The neural G2P's weights: g2p-en 2.1.0's GRU seq2seq checkpoint (`checkpoint20.npz`).
 
 Only the npz is read. Importing `g2p_en` downloads NLTK data, which fails offline
-(DESIGN §2), so the file is located through the installed distribution's metadata.
+(g2p_en/g2p.py calls nltk.download at import; seen here, with no network), so the file is located through the installed distribution's metadata.
 The `<stage>:checkpoint` task copies it, checked against its pinned sha256, into a
 kokoro-build file (`weights/g2p_en.pt`) that the export and verify steps load.
 """
@@ -27,7 +27,6 @@ PHONEMES = ["<pad>", "<unk>", "<s>", "</s>"] + [
     "IY1", "IY2", "JH", "K", "L", "M", "N", "NG", "OW0", "OW1", "OW2", "OY0", "OY1", "OY2",
     "P", "R", "S", "SH", "T", "TH", "UH0", "UH1", "UH2", "UW", "UW0", "UW1", "UW2", "V",
     "W", "Y", "Z", "ZH"]
-END, START = PHONEMES.index("</s>"), PHONEMES.index("<s>")
 # g2p-en's own decode stops after 20 symbols; the in-graph decoder runs exactly as many.
 MAX_PHONEMES = 20
 

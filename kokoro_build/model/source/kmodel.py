@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# The Kokoro-82M v1.0 config.json values, with the vocab (DESIGN §2).
+# The Kokoro-82M v1.0 config.json values (hexgrad/Kokoro-82M's config.json), with the vocab.
 BUILTIN_CONFIG_PATH = Path(__file__).parent / "data" / "kokoro-82m.json"
 
 

@@ -1,7 +1,7 @@
 """The vocoder's fp32 islands, as stages of their own.
 
 A Core ML model has one compute precision, and `FP16ComputePrecision(op_selector)`
-doesn't insert the fp32 casts (DESIGN §4), so an island is a separate model.
+doesn't insert the fp32 casts (laishere/kokoro-coreml's notes), so an island is a separate model.
 laishere/kokoro-coreml runs two of them in fp32 around an fp16 vocoder:
 - `noise`: the harmonic source, SineGen's `cumsum -> sin`, which collapses in
   fp16 (correlation 0.94 -> 0.82), and its STFT;
@@ -22,8 +22,6 @@ from kokoro_build.model.stages.frames import padded_frames, run_over_valid
 from kokoro_build.model.stages.generator import (body_channels, generator_tail, source_spectrum, spectrum_channels,
                         spectrum_rate)
 from kokoro_build.model.stages.vocoder import Vocoder
-
-ISLANDS = ("noise", "tail")
 
 
 class SourceParts(nn.Module):

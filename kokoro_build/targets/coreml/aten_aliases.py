@@ -1,7 +1,7 @@
 """Converter aliases for aten ops coremltools 9.0 has no converter for.
 
 `istftnet.SineGen` calls `torch.multiply`, which traces to `aten::multiply`;
-coremltools only knows `mul` (DESIGN §2). The alias is registered for one
+coremltools 9.0 only knows `mul` (its converter raised on `aten::multiply` here). The alias is registered for one
 conversion and removed afterwards, so it never leaks into other conversions.
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ def _forward_with_constant(self, x, s):
 class ConstantRsqrt(SurgeryPass):
     """Before: AdainResBlk1d.forward ends `(res + sc) * torch.rsqrt(torch.tensor(2))`;
     the int64 tensor(2) becomes an int32 const and ct.convert raises on rsqrt.
-    After:  `(res + sc) * 0.7071067811865476`, a float constant (DESIGN §2)."""
+    After:  `(res + sc) * 0.7071067811865476`, a float constant (the int32 rsqrt made ct.convert raise: coremltools 9.0, seen here)."""
 
     def apply(self, module) -> int:
         return swap_forward(module, "AdainResBlk1d", _forward_with_constant, "ConstRsqrt")
