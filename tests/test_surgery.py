@@ -183,3 +183,52 @@ def test_exact_pass_after_an_approximation_inherits_its_tolerance(scratch_regist
     approx, exact = result.records
     assert 20 <= approx.psnr_db < 60 and approx.step_psnr_db == approx.psnr_db
     assert exact.step_psnr_db == math.inf and exact.psnr_db == approx.psnr_db
+
+
+def test_an_expected_pass_that_matches_nothing_fails_loudly():
+    """A pass finds its sites by class name: after a rename in kokoro it would match
+    nothing, and the stage would build without it. The kind table says where each pass
+    must match; there, 0 sites is an error."""
+    class Renamed(nn.Module):  # what AdainResBlk1d might be called in another kokoro
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    inputs = (torch.randn(1, 2, 8),)
+    passes = [("kokoro::constant_rsqrt", {})]
+    assert apply_passes(Renamed(), passes, inputs).records[0].sites == 0  # silently nothing
+    with pytest.raises(SurgeryError, match="constant_rsqrt found nothing to rewrite"):
+        apply_passes(Renamed(), passes, inputs, expected=frozenset({"kokoro::constant_rsqrt"}))
+
+
+def test_the_kind_table_expects_what_the_default_surgery_finds(tmp_path):
+    """Every kind's expected passes do match on the small model (and so prepare_stage's
+    check can't fail a correct build)."""
+    from kokoro_build.model.prepare import prepare_stage
+    from kokoro_build.model.source.weights import build_weights
+    from kokoro_build.spec.config import StageConfig
+    from kokoro_build.spec.kinds import KINDS
+    from kokoro_build.spec.run import RunPaths, StageRun
+    from tests.conftest import TINY_CONFIG
+
+    weights = tmp_path / "kokoro.pt"
+    build_weights({"source": {"kind": "random", "random_seed": 0, "config": str(TINY_CONFIG)}, "voices": ["v"]},
+                  str(weights))
+    sizes = {"frames": 24, "tokens": 16}
+    for kind, row in KINDS.items():
+        if not row.expects:
+            continue
+        stage = StageConfig(kind=kind, shapes={d: {"buckets": [sizes[d]]} for d in row.dims})
+        run = StageRun(stage=kind, paths=RunPaths(weights=str(weights), traced="", converted="", bucket="",
+                                                  package="", verified=""),
+                       kind=kind, sizes={d: sizes[d] for d in row.dims}, flexible={}, passes=stage.passes(),
+                       voice="v", options={})
+        try:
+            records = {r.id: r.sites for r in prepare_stage(run).records}
+        except SurgeryError as error:  # a parity gate on random weights is not what this checks
+            assert "found nothing" not in str(error), kind
+            continue
+        assert all(records[p] > 0 for p in row.expected_passes(flexible=False) if p in records), (kind, records)

@@ -111,3 +111,26 @@ def test_activation_statistics_cover_every_float_output():
     assert stats.runs == 2 and stats.outputs["x"].max == 2.0  # function inputs are recorded too
     assert rectified.min == 0.0 and rectified.percentiles[99.9] == pytest.approx(6.0, rel=0.01)
     assert stats.as_dict()["scaled"]["op_type"] == "mul"
+
+
+def test_an_output_that_is_not_finite_fails_whatever_its_psnr():
+    import torch
+
+    from kokoro_build.verify.task import failures, output_check
+
+    class Stage:
+        @staticmethod
+        def parity_view(name, value):
+            return value
+
+    expected = torch.ones(1, 100)
+    got = expected.clone()
+    assert output_check(Stage, "x", expected, got, {"min_psnr_db": 35})["passed"]
+    got[0, 7] = float("nan")
+    check = output_check(Stage, "x", expected, got, {"min_psnr_db": 35})
+    assert not check["finite"] and not check["passed"]
+    got = expected.clone()
+    got[0, 3] = float("inf")
+    check = output_check(Stage, "x", expected, got, {"min_psnr_db": -1e9})  # a gate nothing misses
+    assert not check["passed"]
+    assert failures({"x": check}) == "x is not finite (NaN or inf)"
