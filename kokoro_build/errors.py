@@ -1,5 +1,5 @@
 """Errors whose message is the whole story: a doit action reports them as a failure
-in one paragraph, without a traceback (tasks._action)."""
+in one paragraph, without a traceback (plan/actions.py)."""
 
 
 class BuildError(Exception):

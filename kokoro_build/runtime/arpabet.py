@@ -5,7 +5,7 @@ Kokoro's English symbols are misaki's: one letter per phoneme, diphthongs as cap
 written right before the stressed vowel ("hello" -> həlˈO), as in misaki's lexicons.
 The context rules reproduce patterns of the American lexicon (us_gold.json), each
 kept only if it lowered the phoneme error rate on the benchmark's `dev` words:
-flapped t ("water" wˈɔTəɹ: Kokoro v1.0 writes the flap T, source/lexicon.py),
+flapped t ("water" wˈɔTəɹ: Kokoro v1.0 writes the flap T, model/source/lexicon.py),
 syllabic l after a reduced vowel ("little" lˈɪTᵊl), and the reduced ᵻ of the -es /
 -ed endings ("wanted" wˈɑntᵻd).
 """

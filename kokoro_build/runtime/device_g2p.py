@@ -40,7 +40,7 @@ class DeviceG2PError(RuntimeError):
 
 
 def read_lexicon(path: str | Path) -> dict[str, str]:
-    """A `kokoro-build-lexicon/1` file (source/lexicon.py) as {word: phonemes}."""
+    """A `kokoro-build-lexicon/1` file (model/source/lexicon.py) as {word: phonemes}."""
     entries = {}
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         word, sep, phonemes = line.partition("\t")

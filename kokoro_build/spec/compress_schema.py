@@ -75,7 +75,7 @@ class Palettization(_Strict):
 class ActivationQuantization(_Strict):
     """A8: a quantize -> dequantize pair (8 bits, one scale per tensor, from the
     calibration run's ranges) around the inputs and outputs of conv, linear, add and
-    pooling ops, the pattern the Neural Engine runs in int8 (compress.py)."""
+    pooling ops, the pattern the Neural Engine runs in int8 (targets/coreml/compress.py)."""
 
     dtype: Literal["int8", "uint8"] = "int8"
     mode: Literal["linear_symmetric", "linear"] = "linear_symmetric"

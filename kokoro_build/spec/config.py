@@ -223,7 +223,7 @@ class SurgeryConfig(Strict):
 
 
 class LexiconConfig(Strict):
-    """The device G2P's word list (source/lexicon.py): misaki's lexicons, already in
+    """The device G2P's word list (model/source/lexicon.py): misaki's lexicons, already in
     Kokoro's phoneme set. Where tiers overlap, the earlier one wins."""
 
     source: Literal["misaki"] = "misaki"
@@ -243,16 +243,16 @@ class StageConfig(Strict):
     # alignment only: graph = its own Core ML stage; host = the chain builds it (no artifact)
     where: Literal["host", "graph"] | None = None
     # vocoder only: parts split off into stages of their own (kind noise / tail),
-    # e.g. to run them in fp32 around an fp16 vocoder (stages/islands.py)
+    # e.g. to run them in fp32 around an fp16 vocoder (model/stages/islands.py)
     islands: list[Literal["noise", "tail"]] = []
     shapes: dict[str, ShapeSpec] = {}
     surgery: SurgeryConfig = Field(default_factory=SurgeryConfig)
     precision: Literal["fp16", "fp32"] | None = None
     compute_units: Literal[COMPUTE_UNITS] | None = None  # type: ignore[valid-type]
     # multifunction: the buckets become functions of one package, sharing weights
-    # (iOS18+; kokoro_build/multifunction.py)
+    # (iOS18+; targets/coreml/multifunction.py)
     packaging: Literal["separate", "multifunction"] = "separate"
-    # weight compression after conversion (compress_schema.py, compress.py)
+    # weight compression after conversion (spec/compress_schema.py, targets/coreml/compress.py)
     compress: CompressConfig | None = None
     # g2p only: the lexicon, and the neural model for the words it lacks
     lexicon: LexiconConfig | None = None
@@ -389,7 +389,7 @@ class AudioConfig(Strict):
 class CalibrationConfig(Strict):
     """W8A8's calibration set: the first `count` texts, spoken with `voice` through the
     chain of converted (not yet compressed) packages in the MIL evaluator, which
-    records every activation's range (calibrate.py)."""
+    records every activation's range (targets/coreml/calibrate.py)."""
 
     texts: list[str] = Field(min_length=1)
     count: PositiveInt | None = None  # N: the first N texts (default: all)
