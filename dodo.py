@@ -11,7 +11,7 @@ import sys
 from doit import get_var
 
 from kokoro_build.store import doit_db
-from kokoro_build.spec.config import ConfigError, load_config
+from kokoro_build.schema.config import ConfigError, load_config
 from kokoro_build.store.package import OutputDirError, prepare_output_dir
 from kokoro_build.store.reproducible import pin_hash_seed
 from kokoro_build.plan.paths import artifacts_dir, recipe_path

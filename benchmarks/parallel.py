@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from kokoro_build.spec.config import load_config  # noqa: E402
+from kokoro_build.schema.config import load_config  # noqa: E402
 from kokoro_build.store.package import DIGEST_SUFFIX  # noqa: E402
 
 

@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from kokoro_build.spec.config import ConfigError, load_config
+from kokoro_build.schema.config import ConfigError, load_config
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -82,7 +82,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from kokoro_build.spec.recipes import list_recipes
+    from kokoro_build.schema.recipes import list_recipes
 
     rows = list_recipes(args.folder)
     if not rows:
@@ -115,7 +115,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from kokoro_build import __version__
-    from kokoro_build.store.release import ReleaseError, build_release, verify_release
+    from kokoro_build.runtime.bundle import verify_release
+    from kokoro_build.store.release import ReleaseError, build_release
 
     variant_dir = Path(args.artifacts) / args.variant
     try:
@@ -134,7 +135,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_release(args: argparse.Namespace) -> int:
-    from kokoro_build.store.release import verify_release
+    from kokoro_build.runtime.bundle import verify_release
 
     problems = verify_release(args.file)
     for problem in problems:

@@ -4,7 +4,7 @@
   process, loads no kokoro_build module that isn't in its task's file_dep;
 - staleness: editing a module makes exactly the tasks that run it stale in a real doit
   run (a copy of the package, tasks with no-op actions);
-- layers: spec/ and plan/ load no torch, coremltools or kokoro; runtime/ imports nothing
+- layers: schema/ and plan/ load no torch, coremltools or kokoro; runtime/ imports nothing
   of the build side; verify/ nothing of the doit graph; no import circles.
 """
 import json
@@ -19,7 +19,7 @@ import pytest
 
 from kokoro_build.plan.code_deps import PACKAGE_DIR, direct_imports, module_closure, module_file
 from kokoro_build.plan.tasks import generate_tasks
-from kokoro_build.spec.config import load_config
+from kokoro_build.schema.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
@@ -125,7 +125,7 @@ STALENESS_DODO = """\
 import os
 from pathlib import Path
 from kokoro_build.plan.tasks import generate_tasks
-from kokoro_build.spec.config import load_config
+from kokoro_build.schema.config import load_config
 from kokoro_build.store.package import outputs_intact
 
 CONFIG = os.environ["DEPS_CONFIG"]
@@ -151,7 +151,7 @@ def task_all():
 
 def test_editing_a_module_makes_the_tasks_that_run_it_stale(tmp_path):
     """The drifted files of the hand-kept lists: surgery/registry.py (psnr_db, the gates'
-    metric), the G2P's input ids (spec/contract.py) and manifest.py."""
+    metric), the G2P's input ids (schema/contract.py) and manifest.py."""
     copy = tmp_path / "src"
     shutil.copytree(PACKAGE_DIR, copy / "kokoro_build", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "requirements", copy / "requirements")
@@ -177,7 +177,7 @@ def test_editing_a_module_makes_the_tasks_that_run_it_stale(tmp_path):
     assert stale() == set()
     cases = {"model/surgery/registry.py": ("vocoder:frames_120.verify", "vocoder:frames_120.pte_verify",
                                            "vocoder:frames_120.export"),
-             "spec/contract.py": ("g2p:chars_range.export", "g2p:chars_range.verify", "g2p:chars_range.pte"),
+             "schema/contract.py": ("g2p:chars_range.export", "g2p:chars_range.verify", "g2p:chars_range.pte"),
              "store/manifest.py": ("manifest", "report")}
     for relative, expected in cases.items():
         edited = copy / "kokoro_build" / relative
@@ -207,7 +207,7 @@ def all_modules() -> list[str]:
 
 
 def test_spec_and_plan_load_no_heavy_library():
-    light = [m for m in all_modules() if m.startswith(("kokoro_build.spec", "kokoro_build.plan"))]
+    light = [m for m in all_modules() if m.startswith(("kokoro_build.schema", "kokoro_build.plan"))]
     result = subprocess.run([sys.executable, "-c", LAYERS, *light], cwd=ROOT, capture_output=True, text=True,
                             check=True)
     assert json.loads(result.stdout) == []
@@ -218,7 +218,7 @@ def test_spec_and_plan_load_no_heavy_library():
     ("kokoro_build.runtime", ("kokoro_build.model", "kokoro_build.plan", "kokoro_build.targets",
                               "kokoro_build.store.cache", "kokoro_build.store.release")),
     ("kokoro_build.verify", ("kokoro_build.plan", "kokoro_build.runtime")),
-    ("kokoro_build.spec", ("kokoro_build.model", "kokoro_build.plan", "kokoro_build.targets",
+    ("kokoro_build.schema", ("kokoro_build.model", "kokoro_build.plan", "kokoro_build.targets",
                            "kokoro_build.runtime", "kokoro_build.verify", "kokoro_build.report",
                            "kokoro_build.store")),
     ("kokoro_build.plan", ("kokoro_build.targets", "kokoro_build.verify", "kokoro_build.runtime",

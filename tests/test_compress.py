@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from kokoro_build.targets.coreml.compress import compress_model
-from kokoro_build.spec.compress_schema import CompressConfig
+from kokoro_build.schema.compress_schema import CompressConfig
 
 ct = pytest.importorskip("coremltools")
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from kokoro_build.cli import main as cli
-from kokoro_build.spec.config import ConfigError, load_config
+from kokoro_build.schema.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
@@ -35,7 +35,7 @@ def test_default_pipeline_is_valid():
     assert config.stages["vocoder"].shapes["frames"].sizes == [120, 200, 400, 1200]
     assert config.stage_precision("vocoder") == "fp16"
     assert config.verify.audio.min_pesq == 4.0 and config.verify.audio.max_mcd_db == 1.5
-    from kokoro_build.spec.config import AudioConfig
+    from kokoro_build.schema.config import AudioConfig
     assert AudioConfig().max_mcd_db == 0.5  # the seed guide's, unless pipeline.yaml says otherwise
     g2p = config.stages["g2p"]
     assert g2p.lexicon_slice == {"source": "misaki", "dialect": "us", "tiers": ["gold", "silver"]}

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from kokoro_build.cli import main as cli
-from kokoro_build.spec.config import load_config
-from kokoro_build.spec.recipes import config_diff
+from kokoro_build.schema.config import load_config
+from kokoro_build.schema.recipes import config_diff
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from kokoro_build.spec.config import ConfigError, load_config
+from kokoro_build.schema.config import ConfigError, load_config
 from kokoro_build.plan.tasks import generate_tasks
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import torch
 
 from kokoro_build.model.source import g2p_en
 from kokoro_build.model.stages import get_stage_kind
-from kokoro_build.spec.contract import word_ids
+from kokoro_build.schema.contract import word_ids
 
 
 @pytest.fixture(scope="module")

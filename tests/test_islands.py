@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kokoro_build.spec.config import StageConfig
+from kokoro_build.schema.config import StageConfig
 from kokoro_build.model.source.kmodel import build_kmodel
 from kokoro_build.model.stages import get_stage_kind
 from kokoro_build.model.surgery.registry import make_pass

@@ -8,7 +8,7 @@ from torch import nn
 from kokoro_build.model.source.kmodel import import_kokoro_model
 from kokoro_build.model.surgery import SurgeryError, apply_passes, make_pass
 from kokoro_build.model.surgery.passes.noise import supply_noise
-from kokoro_build.spec.contract import seeded_noise
+from kokoro_build.schema.contract import seeded_noise
 
 kokoro = import_kokoro_model()
 from kokoro.istftnet import SourceModuleHnNSF  # noqa: E402

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from kokoro_build.cli import main as cli
-from kokoro_build.spec.config import ConfigError, load_config
-from kokoro_build.spec.overlay import merge
+from kokoro_build.schema.config import ConfigError, load_config
+from kokoro_build.schema.overlay import merge
 from kokoro_build.plan.paths import recipe_path
-from kokoro_build.spec.yaml_lines import Replace
+from kokoro_build.schema.yaml_lines import Replace
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,8 +2,8 @@
 default surgery on each."""
 import torch
 
-from kokoro_build.spec.config import StageConfig
-from kokoro_build.spec.kinds import KINDS
+from kokoro_build.schema.config import StageConfig
+from kokoro_build.schema.kinds import KINDS
 from kokoro_build.model.stages import get_stage_kind
 from kokoro_build.model.surgery import apply_passes
 

@@ -34,7 +34,7 @@ def test_builtin_passes_are_namespaced_and_registered():
 
 
 def test_catalog_and_registry_agree():
-    from kokoro_build.spec.pass_catalog import PASS_OPTIONS, PRESETS
+    from kokoro_build.schema.pass_catalog import PASS_OPTIONS, PRESETS
     passes = registered_passes()
     assert set(PASS_OPTIONS) == {i for i in passes if i.startswith("kokoro::")}
     assert all(passes[i].Options is PASS_OPTIONS[i] for i in PASS_OPTIONS)
@@ -209,9 +209,9 @@ def test_the_kind_table_expects_what_the_default_surgery_finds(tmp_path):
     check can't fail a correct build)."""
     from kokoro_build.model.prepare import prepare_stage
     from kokoro_build.model.source.weights import build_weights
-    from kokoro_build.spec.config import StageConfig
-    from kokoro_build.spec.kinds import KINDS
-    from kokoro_build.spec.run import RunPaths, StageRun
+    from kokoro_build.schema.config import StageConfig
+    from kokoro_build.schema.kinds import KINDS
+    from kokoro_build.schema.run import RunPaths, StageRun
     from tests.conftest import TINY_CONFIG
 
     weights = tmp_path / "kokoro.pt"

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from kokoro_build.spec.config import load_config
+from kokoro_build.schema.config import load_config
 from kokoro_build.model.stages import stage_kinds
-from kokoro_build.spec.kinds import KINDS
-from kokoro_build.spec.pass_catalog import PRESETS
+from kokoro_build.schema.kinds import KINDS
+from kokoro_build.schema.pass_catalog import PRESETS
 from kokoro_build.plan.tasks import generate_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_of(task):
-    """The StageRun a stage step's action is given (spec/run.py)."""
+    """The StageRun a stage step's action is given (schema/run.py)."""
     (run,) = task["actions"][0][1]
     return run
 
@@ -184,7 +184,7 @@ def test_alignment_where_host_builds_nothing_and_graph_builds_buckets(tmp_path):
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.stem)
 def test_recipes_validate_and_build_beside_the_default_variant(recipe):
-    from kokoro_build.spec.config import load_config
+    from kokoro_build.schema.config import load_config
     from kokoro_build.plan.paths import artifacts_dir
     config = load_config(recipe)
     assert config.name == recipe.stem

@@ -1,1 +1,1 @@
-"""model"""
+"""Kokoro as torch modules: model sources, stage kinds, surgery passes."""

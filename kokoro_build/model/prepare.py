@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kokoro_build.spec.kinds import kind_row
-from kokoro_build.spec.run import StageRun
+from kokoro_build.schema.kinds import kind_row
+from kokoro_build.schema.run import StageRun
 
 
 @dataclass

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kokoro_build.spec.config import PipelineConfig, StageConfig
-from kokoro_build.spec.run import RunPaths, ShapePoint
+from kokoro_build.schema.config import PipelineConfig, StageConfig
+from kokoro_build.schema.run import RunPaths, ShapePoint
 
 
 def recipe_path(name: str) -> str:

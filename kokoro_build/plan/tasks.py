@@ -19,7 +19,7 @@ With `targets: [coreml, executorch]`, each shape also gets
   <stage>:<shape>.pte_verify   ExecuTorch runtime vs torch twin -> executorch/<stage>_<shape>.verify.json
 All of it is fed by one `weights` task.
 
-Every step of an artifact is given one value, its StageRun (spec/run.py) cut to the
+Every step of an artifact is given one value, its StageRun (schema/run.py) cut to the
 fields the step reads; that value is also the task's `config_changed` slice. Each
 task's code `file_dep` is the import graph of the module its action runs (code_deps.py).
 The weights, export, convert and lower steps go through a cache shared by every
@@ -37,9 +37,9 @@ from kokoro_build.plan.actions import action
 from kokoro_build.plan.code_deps import code_files
 from kokoro_build.plan.paths import (artifacts_dir, calibration_path, g2p_checkpoint, lexicon_path,  # noqa: F401
                                      manifest_entry, recipe_path, runtime_files, stage_paths, weights_path)
-from kokoro_build.spec.config import PipelineConfig, StageConfig
-from kokoro_build.spec.kinds import kind_row
-from kokoro_build.spec.run import StageRun, report_path
+from kokoro_build.schema.config import PipelineConfig, StageConfig
+from kokoro_build.schema.kinds import kind_row
+from kokoro_build.schema.run import StageRun, report_path
 from kokoro_build.store.package import DIGEST_SUFFIX, digest_path, outputs_intact, remove_targets
 
 LOCK_FILES = [Path(__file__).resolve().parents[2] / "requirements" / n for n in ("lock.txt", "nodeps.txt")]

@@ -36,7 +36,7 @@ class Side:
 
 
 def resolve(spec: str, artifacts: Path, recipes: Path) -> Side:
-    from kokoro_build.spec.config import ConfigError, load_config
+    from kokoro_build.schema.config import ConfigError, load_config
     from kokoro_build.store.manifest import load_manifest
     from kokoro_build.plan.paths import artifacts_dir
 
@@ -132,7 +132,7 @@ def _table(headers: list[str], rows: list[list[str]], markdown: bool) -> list[st
 
 
 def format_diff(a: Side, b: Side, markdown: bool = False, speech: float | None = None) -> str:
-    from kokoro_build.spec.recipes import config_diff
+    from kokoro_build.schema.recipes import config_diff
 
     h = (lambda t: f"## {t}") if markdown else (lambda t: f"{t}\n{'=' * len(t)}")
     out = [f"# {a.label} → {b.label}" if markdown else f"diff {a.label} -> {b.label}", ""]

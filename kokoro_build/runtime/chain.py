@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from kokoro_build.store.manifest import load_manifest
-from kokoro_build.spec.contract import HARMONICS, samples_per_frame
+from kokoro_build.schema.contract import HARMONICS, samples_per_frame
 from kokoro_build.runtime.backends import make_backend
 from kokoro_build.runtime.device_g2p import DeviceG2P, DeviceG2PError
 from kokoro_build.runtime.text import MAX_TOKENS, chunk_phonemes, clean_text, foreign_scripts, halve, misaki_g2p, speakable
@@ -274,7 +274,7 @@ class Chain:
 
     def _noise(self, frames: int, bucket: int, noise_seed: int) -> dict[str, np.ndarray]:
         """The source's random numbers for the valid frames, zero-padded to the bucket."""
-        from kokoro_build.spec.contract import seeded_noise
+        from kokoro_build.schema.contract import seeded_noise
         phase_init, source_noise = seeded_noise(frames * self.samples_per_frame, HARMONICS, noise_seed)
         return {"phase_init": phase_init.numpy(),
                 "source_noise": _pad_last(source_noise.numpy(), bucket * self.samples_per_frame)}

@@ -21,7 +21,7 @@ import numpy as np
 
 from kokoro_build.runtime.arpabet import FLAP, to_kokoro
 from kokoro_build.runtime.normalize import normalize
-from kokoro_build.spec.contract import word_ids
+from kokoro_build.schema.contract import word_ids
 
 PRIMARY, SECONDARY = "ˈ", "ˌ"
 VOWEL_SYMBOLS = set("AIOWYaiuæɑɒɔəɛɜɪʊʌᵻᵊ")

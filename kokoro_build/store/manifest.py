@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kokoro_build.spec.run import report_path  # noqa: F401  (readers find it here)
+from kokoro_build.schema.run import report_path  # noqa: F401  (readers find it here)
 from kokoro_build.store.package import digest_path, file_sha256, write_json
 
 # /2: the runtime files (config, vocab, voices) the chain reads instead of the weights

@@ -23,7 +23,6 @@ import json
 import zipfile
 from pathlib import Path
 
-from kokoro_build.runtime.bundle import verify_release  # noqa: F401  (the reader's side)
 from kokoro_build.store.manifest import RELEASE_FORMAT as FORMAT
 from kokoro_build.store.manifest import load_manifest
 from kokoro_build.store.package import atomic_path

@@ -1,1 +1,1 @@
-"""targets"""
+"""Where artifacts go: Core ML packages and ExecuTorch programs."""

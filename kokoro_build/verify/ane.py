@@ -151,10 +151,10 @@ def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne",
     import coremltools as ct
     from coremltools.models.compute_plan import MLComputePlan
 
-    from kokoro_build.targets.coreml.convert import COMPUTE_UNITS
+    from kokoro_build.schema.config import COMPUTE_UNIT_NAMES
     compiled = ct.models.utils.compile_model(str(package))
     plan = MLComputePlan.load_from_path(
-        path=compiled, compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))
+        path=compiled, compute_units=getattr(ct.ComputeUnit, COMPUTE_UNIT_NAMES[compute_units]))
     operations = plan.model_structure.program.functions[function].block.operations
     verdicts, weights, eligible_weight, segments, previous, ops = Counter(), 0.0, 0.0, 0, None, []
     for operation in operations:

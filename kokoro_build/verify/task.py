@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from kokoro_build.spec.run import StageRun
+from kokoro_build.schema.run import StageRun
 from kokoro_build.store.package import write_json
 
 

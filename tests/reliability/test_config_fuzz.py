@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kokoro_build.spec.config import ConfigError, load_config
+from kokoro_build.schema.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BASES = [yaml.safe_load((ROOT / name).read_text()) for name in

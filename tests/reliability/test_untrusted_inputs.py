@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kokoro_build.spec.config import ConfigError, load_config
+from kokoro_build.schema.config import ConfigError, load_config
 from kokoro_build.model.source.weights import WeightsError, build_weights, load_weights
 from kokoro_build.plan.paths import artifacts_dir
 

@@ -2,7 +2,7 @@
 import pytest
 
 from kokoro_build.runtime.device_g2p import DeviceG2P, DeviceG2PError, read_lexicon
-from kokoro_build.spec.contract import word_ids
+from kokoro_build.schema.contract import word_ids
 
 LEXICON = {
     "hello": "həlˈO", "world": "wˈɜɹld", "the": "ði", "to": "tu", "a": "ˈA", "an": "æn", "I": "ˈI",

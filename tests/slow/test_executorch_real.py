@@ -9,7 +9,7 @@ from kokoro_build.targets.executorch.lower import EXECUTORCH_PASSES, lower_modul
 from kokoro_build.runtime.executorch_program import Program
 from kokoro_build.model.stages import get_stage_kind
 from kokoro_build.model.surgery import apply_passes
-from kokoro_build.spec.pass_catalog import COREML_DEFAULT
+from kokoro_build.schema.pass_catalog import COREML_DEFAULT
 from kokoro_build.model.surgery.registry import psnr_db
 
 

@@ -18,7 +18,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from kokoro_build.verify.audio import correlation, log_mel  # noqa: E402
 from kokoro_build.model.surgery import make_pass  # noqa: E402
-from kokoro_build.spec.pass_catalog import PRESETS  # noqa: E402
+from kokoro_build.schema.pass_catalog import PRESETS  # noqa: E402
 
 SENTENCES = [  # IPA-like phoneme strings, every character in the Kokoro vocab
     "ðɪs ɪz ə tˈɛst ʌv kˈOkəɹO.",

@@ -65,7 +65,7 @@ def test_a8_stages_carry_calibrated_quantize_pairs_and_verify(built):
 @pytest.mark.slow
 def test_a_package_no_text_reaches_is_a_clear_error(built, tmp_path):
     from kokoro_build.targets.coreml.calibrate import CalibrationError, calibrate
-    from kokoro_build.spec.config import load_config
+    from kokoro_build.schema.config import load_config
     from kokoro_build.plan.tasks import generate_tasks
     config_path, variant = built
     task = next(t for t in generate_tasks(load_config(config_path), config_path) if t["basename"] == "calibration")

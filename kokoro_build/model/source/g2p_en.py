@@ -27,6 +27,7 @@ PHONEMES = ["<pad>", "<unk>", "<s>", "</s>"] + [
     "IY1", "IY2", "JH", "K", "L", "M", "N", "NG", "OW0", "OW1", "OW2", "OY0", "OY1", "OY2",
     "P", "R", "S", "SH", "T", "TH", "UH0", "UH1", "UH2", "UW", "UW0", "UW1", "UW2", "V",
     "W", "Y", "Z", "ZH"]
+END, START = PHONEMES.index("</s>"), PHONEMES.index("<s>")  # the decoder's end and start symbols
 # g2p-en's own decode stops after 20 symbols; the in-graph decoder runs exactly as many.
 MAX_PHONEMES = 20
 

@@ -5,7 +5,7 @@ import importlib
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kokoro_build.spec.kinds import KINDS, kind_row
+from kokoro_build.schema.kinds import KINDS, kind_row
 
 _KINDS: dict[str, type["StageKind"]] = {}
 
@@ -93,7 +93,7 @@ def register_stage(kind: str):
 
 
 def stage_kinds() -> dict[str, type[StageKind]]:
-    """Every kind of the table (spec/kinds.py), imported."""
+    """Every kind of the table (schema/kinds.py), imported."""
     return {kind: get_stage_kind(kind) for kind in KINDS}
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kokoro_build.spec.contract import word_ids
+from kokoro_build.schema.contract import word_ids
 from kokoro_build.model.stages.base import StageKind, TensorSpec, register_stage
 
 # Words for the example inputs: real words g2p-en must spell out (out of CMUdict-like

@@ -17,7 +17,7 @@ from torch import nn
 
 from kokoro_build.model.surgery.passes.noise import supply_noise
 from kokoro_build.model.stages.base import StageKind, TensorSpec, register_stage
-from kokoro_build.spec.contract import samples_per_frame
+from kokoro_build.schema.contract import samples_per_frame
 from kokoro_build.model.stages.frames import padded_frames, run_over_valid
 from kokoro_build.model.stages.generator import (body_channels, generator_tail, source_spectrum, spectrum_channels,
                         spectrum_rate)

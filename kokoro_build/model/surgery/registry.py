@@ -14,7 +14,7 @@ from typing import Callable, ClassVar
 
 from pydantic import BaseModel
 
-from kokoro_build.spec.pass_catalog import PASS_OPTIONS, NoOptions
+from kokoro_build.schema.pass_catalog import PASS_OPTIONS, NoOptions
 
 _PASSES: dict[str, type["SurgeryPass"]] = {}
 
@@ -158,7 +158,7 @@ def apply_passes(module, pass_specs: list[tuple[str, dict]], inputs: tuple,
     """Apply passes in order to a copy of `module`, gating each one on parity.
 
     `pass_specs` is [(id, options)]; `inputs` are fixed example inputs. A pass in
-    `expected` (the kind table's, spec/kinds.py) that rewrites 0 sites is an error:
+    `expected` (the kind table's, schema/kinds.py) that rewrites 0 sites is an error:
     passes find their sites by class name, and a renamed class in kokoro would
     otherwise turn the pass into a silent no-op.
     """

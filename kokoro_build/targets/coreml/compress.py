@@ -19,9 +19,9 @@ import json
 import time
 from pathlib import Path
 
-from kokoro_build.spec.compress_schema import (ActivationQuantization, CompressConfig, LinearQuantization, Palettization,
+from kokoro_build.schema.compress_schema import (ActivationQuantization, CompressConfig, LinearQuantization, Palettization,
                               WeightMethod)
-from kokoro_build.spec.run import StageRun
+from kokoro_build.schema.run import StageRun
 from kokoro_build.store.package import atomic_path, tree_digest, write_digest, write_json
 from kokoro_build.store.reproducible import normalize_package, reset_mil_names
 

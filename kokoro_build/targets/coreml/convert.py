@@ -6,13 +6,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from kokoro_build.spec.run import StageRun
+from kokoro_build.schema.config import COMPUTE_UNIT_NAMES
+from kokoro_build.schema.run import StageRun
 from kokoro_build.store.package import atomic_path, digest_path, tree_digest, write_digest, write_json
 from kokoro_build.store.reproducible import build_stamp, normalize_package, reset_mil_names
 
 PRECISIONS = {"fp16": "FLOAT16", "fp32": "FLOAT32"}
-COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU",
-                 "cpu_and_ne": "CPU_AND_NE"}
 
 
 def convert_traced(traced_path: str, export_info: dict, precision: str, compute_units: str,
@@ -33,7 +32,7 @@ def convert_traced(traced_path: str, export_info: dict, precision: str, compute_
         return ct.convert(traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
                           minimum_deployment_target=getattr(ct.target, deployment),
                           compute_precision=getattr(ct.precision, PRECISIONS[precision]),
-                          compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units]))
+                          compute_units=getattr(ct.ComputeUnit, COMPUTE_UNIT_NAMES[compute_units]))
 
 
 def _shape(ct, spec: dict):

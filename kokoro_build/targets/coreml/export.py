@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kokoro_build.spec.run import StageRun
+from kokoro_build.schema.run import StageRun
 from kokoro_build.store.package import atomic_path, write_digest
 
 

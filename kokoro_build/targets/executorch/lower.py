@@ -13,7 +13,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from kokoro_build.spec.run import StageRun
+from kokoro_build.schema.run import StageRun
 from kokoro_build.store.package import atomic_path, write_digest, write_json
 
 # Applied after the stage's own passes, for ExecuTorch only (surgery/passes/recurrent_scan.py).

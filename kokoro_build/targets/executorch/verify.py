@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from kokoro_build.store.package import write_json
-from kokoro_build.spec.run import StageRun
+from kokoro_build.schema.run import StageRun
 from kokoro_build.verify.task import VerifyError, check_inputs, failures, output_check, run_twin
 
 

@@ -1,12 +1,12 @@
-"""Recipes (overlays on pipeline.yaml in recipes/: spec/overlay.py): their listing,
+"""Recipes (overlays on pipeline.yaml in recipes/: schema/overlay.py): their listing,
 and what differs between two validated configs."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from kokoro_build.spec.config import ConfigError, load_config
-from kokoro_build.spec.yaml_lines import load_located
+from kokoro_build.schema.config import ConfigError, load_config
+from kokoro_build.schema.yaml_lines import load_located
 
 
 def list_recipes(folder: str | Path) -> list[tuple[str, str, str | None]]:

@@ -1,6 +1,6 @@
 """What the stages' artifacts and the chain agree on, in one place: frame
 arithmetic, the harmonic source's noise inputs, and the G2P's input ids.
-(How padded buckets are kept exact is each kind's padding rule: spec/kinds.py.)
+(How padded buckets are kept exact is each kind's padding rule: schema/kinds.py.)
 
 Torch-free to import; `seeded_noise` imports torch when it is called.
 """

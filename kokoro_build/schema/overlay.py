@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kokoro_build.spec.yaml_lines import FieldPath, LocatedYaml, Replace, YamlProblem, load_located
+from kokoro_build.schema.yaml_lines import FieldPath, LocatedYaml, Replace, YamlProblem, load_located
 
 MAX_DEPTH = 16
 

@@ -13,16 +13,18 @@ from typing import Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
                       ValidationInfo, field_validator, model_validator)
 
-from kokoro_build.spec.compress_schema import CompressConfig
-from kokoro_build.spec.kinds import KINDS
-from kokoro_build.spec.pass_catalog import PASS_OPTIONS, PRESETS
-from kokoro_build.spec.yaml_lines import LocatedYaml, YamlProblem, dotted, locate, source_of
+from kokoro_build.schema.compress_schema import CompressConfig
+from kokoro_build.schema.kinds import KINDS
+from kokoro_build.schema.pass_catalog import PASS_OPTIONS, PRESETS
+from kokoro_build.schema.yaml_lines import LocatedYaml, YamlProblem, dotted, locate, source_of
 
 DEPLOYMENTS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 # Below these, ct.convert takes EnumeratedShapes on one input only (measured here).
 MULTI_ENUMERATED = ("iOS18", "macOS15")
 MULTIFUNCTION = ("iOS18", "macOS15")  # ct.utils.save_multifunction targets iOS18 at least
-COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
+# YAML name -> coremltools.ComputeUnit member
+COMPUTE_UNIT_NAMES = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE"}
+COMPUTE_UNITS = tuple(COMPUTE_UNIT_NAMES)
 NAMED_SOURCES = ("pypi-int8", "hub")
 TARGETS = ("coreml", "executorch")
 
@@ -252,7 +254,7 @@ class StageConfig(Strict):
     # multifunction: the buckets become functions of one package, sharing weights
     # (iOS18+; targets/coreml/multifunction.py)
     packaging: Literal["separate", "multifunction"] = "separate"
-    # weight compression after conversion (spec/compress_schema.py, targets/coreml/compress.py)
+    # weight compression after conversion (schema/compress_schema.py, targets/coreml/compress.py)
     compress: CompressConfig | None = None
     # g2p only: the lexicon, and the neural model for the words it lacks
     lexicon: LexiconConfig | None = None
@@ -590,7 +592,7 @@ def _pypi_voice_names() -> set[str]:
 
 def load_config(path: str | Path, text: str | None = None) -> PipelineConfig:
     """Load and validate a pipeline file; raise ConfigError with located messages."""
-    from kokoro_build.spec.overlay import load_layered
+    from kokoro_build.schema.overlay import load_layered
     try:
         doc = load_layered(path, text)
     except YamlProblem as problem:
