@@ -36,6 +36,17 @@ def _packages_of(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
+def _statements(body: list):
+    """Every statement, nested ones included (imports are statements: the expressions
+    around them need no visit, which keeps a no-op doit fast)."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            yield from _statements(getattr(node, field, None) or [])
+        for case in getattr(node, "cases", None) or []:  # match statements
+            yield from _statements(case.body)
+
+
 @lru_cache(maxsize=None)
 def direct_imports(name: str) -> frozenset[str]:
     """kokoro_build modules that module `name` imports anywhere in its source."""
@@ -45,7 +56,7 @@ def direct_imports(name: str) -> frozenset[str]:
     is_package = path.name == "__init__.py"
     here = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _statements(ast.parse(path.read_text(), str(path)).body):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):

@@ -28,6 +28,7 @@ inputs links their outputs instead of redoing them.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -46,12 +47,13 @@ LOCK_FILES = [Path(__file__).resolve().parents[2] / "requirements" / n for n in 
 RUNNER = "kokoro_build.plan.actions"
 
 
-def step_code(target: str, kind: str | None = None) -> list[str]:
+@lru_cache(maxsize=None)
+def step_code(target: str, kind: str | None = None) -> tuple[str, ...]:
     """What a step runs: its action's module, the stage kind's module (imported by name
     from the kind table, so invisible to the import graph), and the runner, with all
     they import; plus the dependency pins."""
     modules = [target.partition(":")[0], RUNNER] + ([kind_row(kind).module] if kind else [])
-    return code_files(*modules) + [str(p) for p in LOCK_FILES if p.exists()]
+    return (*code_files(*modules), *(str(p) for p in LOCK_FILES if p.exists()))
 
 
 def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[dict]:
