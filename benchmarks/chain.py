@@ -60,7 +60,7 @@ def main() -> None:
         outputs = []
         for speech in speeches:
             for chunk in speech.chunks:
-                ref_s = chain.voices[voice][len(chunk.phonemes) - 1].reshape(1, -1)
+                ref_s = torch.from_numpy(chain.voice_pack(voice)[len(chunk.phonemes) - 1].reshape(1, -1))
                 torch.manual_seed(chunk.noise_seed)
                 with torch.no_grad():
                     outputs.append(kmodel.forward_with_tokens(torch.LongTensor([chunk.tokens]), ref_s, 1.0))

@@ -44,7 +44,7 @@ def main() -> None:
     asr = 0.5 * torch.randn(512, args.frames, generator=rng).numpy()
     f0 = (170 + 80 * torch.sin(torch.linspace(0, 30, 2 * args.frames))).numpy()
     n = torch.randn(2 * args.frames, generator=rng).numpy()
-    ref_s = chain.voices["jf_alpha"][100].reshape(1, -1).numpy()
+    ref_s = chain.voice_pack("jf_alpha")[100].reshape(1, -1)
     times = []
     for _ in range(args.repeats + 1):  # the first run also loads the packages
         start = time.time()

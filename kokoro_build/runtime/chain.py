@@ -77,6 +77,7 @@ class Chain:
         self.stages = by_kind
         runtime = self.manifest["runtime"]  # small files beside the packages, not the weights
         self.config = json.loads((self.variant_dir / runtime["config"]["path"]).read_text())
+        # voice -> its .npy file (voice_pack loads it)
         self.voices = {voice: self.variant_dir / entry["path"] for voice, entry in runtime["voices"].items()}
         self.vocab: dict[str, int] = self.config["vocab"]
         self.samples_per_frame = samples_per_frame(self.config)
@@ -96,7 +97,7 @@ class Chain:
             raise ChainError(f"unknown g2p {g2p!r}; known: misaki, device")
         return g2p
 
-    def _voice_pack(self, voice: str) -> np.ndarray:
+    def voice_pack(self, voice: str) -> np.ndarray:
         """[510, 1, 256] float32: a style vector per phoneme count (loaded on first use)."""
         if voice not in self._packs:
             pack = np.load(self.voices[voice], allow_pickle=False)
@@ -189,7 +190,7 @@ class Chain:
 
     def _speak_chunk(self, phonemes: str, voice: str, speed: float, noise_seed: int) -> ChunkResult:
         # kokoro picks the style row by phoneme count (KPipeline: pack[len(ps) - 1])
-        ref_s = self._voice_pack(voice)[len(phonemes) - 1].reshape(1, -1).astype(np.float32)
+        ref_s = self.voice_pack(voice)[len(phonemes) - 1].reshape(1, -1).astype(np.float32)
         tokens = [0] + [self.vocab[p] for p in phonemes] + [0]
         raw, d, t_en, token_bucket = self._duration(tokens, ref_s, speed)
         durations = np.maximum(np.round(raw), 1).astype(np.int64)  # as KModel: round, clamp(min=1)

@@ -67,7 +67,7 @@ def test_chain_matches_monolithic_kokoro(text, chain, monolithic):
         assert sum(len(c.tokens) - 2 for c in speech.chunks) > 510 and len(speech.chunks) >= 2
     assert len(speech.audio) == sum(len(c.audio) for c in speech.chunks)
     for chunk in speech.chunks:
-        ref_s = chain.voices["jf_alpha"][len(chunk.phonemes) - 1].reshape(1, -1)
+        ref_s = torch.from_numpy(chain.voice_pack("jf_alpha")[len(chunk.phonemes) - 1].reshape(1, -1))
         torch.manual_seed(chunk.noise_seed)
         with torch.no_grad():
             audio, pred_dur = monolithic.forward_with_tokens(torch.LongTensor([chunk.tokens]), ref_s, 1.0)
