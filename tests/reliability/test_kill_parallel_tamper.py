@@ -22,7 +22,7 @@ stages:
   prosody: {kind: prosody, shapes: {frames: {buckets: [16]}}}
   vocoder: {kind: vocoder, shapes: {frames: {buckets: [8, 16]}}}
 """
-ALL_TASKS = ["weights", "duration:tokens_32.export", "duration:tokens_32.convert", "duration:tokens_32.verify",
+ALL_TASKS = ["weights", "runtime", "duration:tokens_32.export", "duration:tokens_32.convert", "duration:tokens_32.verify",
              "prosody:frames_16.export", "prosody:frames_16.convert", "prosody:frames_16.verify",
              "vocoder:frames_8.export", "vocoder:frames_8.convert", "vocoder:frames_8.verify",
              "vocoder:frames_16.export", "vocoder:frames_16.convert", "vocoder:frames_16.verify",

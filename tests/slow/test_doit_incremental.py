@@ -45,7 +45,7 @@ def test_build_noop_rebuild_one_bucket_list_and_clean(tmp_path):
     config.write_text(PIPELINE)
     out = tmp_path / "artifacts" / "tiny"
 
-    assert ran(doit(config)) == ["weights", "vocoder:frames_8.export", "vocoder:frames_8.convert",
+    assert ran(doit(config)) == ["weights", "runtime", "vocoder:frames_8.export", "vocoder:frames_8.convert",
                                  "vocoder:frames_8.verify", "vocoder:frames_16.export",
                                  "vocoder:frames_16.convert", "vocoder:frames_16.verify",
                                  "manifest", "report"]
