@@ -108,11 +108,12 @@ def test_a_release_alone_speaks(releases, tmp_path, capsys):
     assert not list(bundle.rglob("*.pt"))  # neither the weights nor a traced twin
     for source in (bundle, original):  # the folder and the zip
         wav = tmp_path / f"{Path(source).stem}.wav"
+        # speed 4: the random weights' durations (75 frames for "Hi.") fit the 24-frame bucket
         assert main(["speak", "Hi.", "-o", str(wav), "--bundle", str(source), "--backend", "mil",
-                     "--voice", "test_voice"]) == 0, capsys.readouterr().err
+                     "--voice", "test_voice", "--speed", "4"]) == 0, capsys.readouterr().err
         audio, rate = soundfile.read(wav)
         assert rate == 24000 and len(audio) > 0 and abs(audio).max() > 0
     # the torch backend needs the traced twins, which a release doesn't carry
     assert main(["speak", "Hi.", "-o", str(tmp_path / "t.wav"), "--bundle", str(bundle),
-                 "--backend", "torch", "--voice", "test_voice"]) == 1
+                 "--backend", "torch", "--voice", "test_voice", "--speed", "4"]) == 1
     assert "carries no traced twins" in capsys.readouterr().err
