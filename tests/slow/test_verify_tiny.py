@@ -86,8 +86,11 @@ def test_a_broken_package_fails_its_verify_task(built, tmp_path):
     torch.jit.save(module, str(broken))
     shutil.copy(digest_path(traced), digest_path(broken))
     package = variant / "prosody" / "frames_24.mlpackage"
-    convert_stage(str(broken), "fp16", "cpu_and_ne", "iOS17", str(package),
-                  str(variant / "prosody" / "frames_24.report.json"))
+    from kokoro_build.schema.run import RunPaths, StageRun
+    paths = RunPaths(weights="", traced=str(broken), converted=str(package), bucket=str(package),
+                     package=str(package), verified="")
+    convert_stage(StageRun(stage="prosody", paths=paths, precision="fp16", compute_units="cpu_and_ne",
+                           deployment="iOS17"))
     result = _doit(config)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-2000:]
