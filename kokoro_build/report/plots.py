@@ -22,7 +22,8 @@ def _png(plt, fig) -> bytes:
 
 
 def ane_share_chart(stages: dict) -> bytes:
-    """Stacked bars per stage: eligible, unknown, and the rest of the estimated FLOPs."""
+    """Stacked bars per stage: eligible, unknown, and the rest of the estimated FLOPs;
+    a diamond at the predicted placement's ANE share (verify/placement.py)."""
     plt, fig = _figure(8, 3.2)
     ax = fig.add_subplot()
     names = list(stages)
@@ -31,10 +32,12 @@ def ane_share_chart(stages: dict) -> bytes:
     ax.barh(names, eligible, color="#2a9d8f", label="ANE-eligible")
     ax.barh(names, unknown, left=eligible, color="#e9c46a", label="unknown")
     ax.barh(names, 100 - eligible - unknown, left=eligible + unknown, color="#e76f51", label="not eligible")
+    placed = np.array([stages[n].get("placed_flop_share", 0.0) for n in names]) * 100
+    ax.plot(placed, names, "kD", markersize=6, label="predicted on the ANE")
     ax.set_xlim(0, 100)
-    ax.set_xlabel("% of estimated FLOPs (static analyzer)")
+    ax.set_xlabel("% of estimated FLOPs (static analyzer: supported, and predicted placement)")
     ax.invert_yaxis()
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, fontsize=8, frameon=False)
     return _png(plt, fig)
 
 

@@ -13,7 +13,7 @@ def variant_summary(variant_dir: str | Path) -> dict:
     manifest = load_manifest(root)
     rows, stages = [], {}
     for stage_name, stage in manifest["stages"].items():
-        flops = eligible = unknown = 0.0
+        flops = eligible = unknown = placed = 0.0
         for artifact in stage["artifacts"]:
             verified = artifact.get("verify_report") or verify_path(artifact["package"])
             report = json.loads((root / verified).read_text())
@@ -27,18 +27,27 @@ def variant_summary(variant_dir: str | Path) -> dict:
                 "min_psnr_db": worst[1]["min_psnr_db"], "mel_correlation": worst[1].get("mel_correlation"),
                 "op_share": ane["op_share"], "flop_share": ane["flop_share"],
                 "unknown_flop_share": ane.get("unknown_flop_share", 0.0), "segments": ane["segments"],
+                "placed_flop_share": _placed(ane), "placed_segments": ane.get("placement", {}).get("segments"),
                 "measured": ane["measured"], "build_seconds": sum(report.get("seconds", {}).values()),
                 "eval_seconds": verify["evaluator"]["seconds"]})
             flops += ane["flops"]
             eligible += ane["eligible_flops"]
             unknown += ane.get("unknown_flop_share", 0.0) * ane["flops"]
+            placed += (_placed(ane) or 0.0) * ane["flops"]
         stages[stage_name] = {"kind": stage["kind"], "artifacts": len(stage["artifacts"]),
                               "flop_share": eligible / flops if flops else 0.0,
-                              "unknown_flop_share": unknown / flops if flops else 0.0}
+                              "unknown_flop_share": unknown / flops if flops else 0.0,
+                              "placed_flop_share": placed / flops if flops else 0.0}
     programs = _program_rows(root, manifest)
     return {"name": manifest["name"], "weights": manifest["weights"], "artifacts": rows,
             "stages": stages, "programs": programs,
             "passed": all(r["passed"] for r in rows + programs)}
+
+
+def _placed(ane: dict) -> float | None:
+    """The predicted (or measured) ANE share of FLOPs; None in a report from before
+    placement was predicted."""
+    return ane.get("placement", {}).get("ane_flop_share")
 
 
 def _program_rows(root: Path, manifest: dict) -> list[dict]:
@@ -75,8 +84,8 @@ def program_table(summary: dict) -> list[list[str]]:
 
 def artifact_table(summary: dict) -> list[list[str]]:
     """Header + one row per artifact, as text cells."""
-    table = [["stage", "artifact", "MB", "precision", "parity (worst output)", "ANE ops",
-              "ANE FLOPs", "segments"]]
+    table = [["stage", "artifact", "MB", "precision", "parity (worst output)", "ANE-supported ops",
+              "ANE-supported FLOPs", "on the ANE (predicted)", "segments"]]
     for r in summary["artifacts"]:
         verdict = "pass" if r["passed"] else "FAIL"
         shared = " (shared)" if ":" in r["artifact"] else ""  # one function of a multifunction package
@@ -84,15 +93,23 @@ def artifact_table(summary: dict) -> list[list[str]]:
                       f"{verdict}: {r['worst_output']} {r['psnr_db']:.1f} dB (min {r['min_psnr_db']:g})",
                       f"{r['op_share']:.0%}", f"{r['flop_share']:.0%}" +
                       (f" (+{r['unknown_flop_share']:.0%} unknown)" if r["unknown_flop_share"] else ""),
-                      str(r["segments"])])
+                      _placed_cell(r), str(r["placed_segments"] if r["placed_segments"] is not None else r["segments"])])
     return table
+
+
+def _placed_cell(row: dict) -> str:
+    if row["placed_flop_share"] is None:
+        return "–"
+    return f"{row['placed_flop_share']:.0%} of FLOPs" + (" (measured)" if row["measured"] else "")
 
 
 def format_terminal(summary: dict) -> str:
     lines = [f"variant {summary['name']}: {'all artifacts verified' if summary['passed'] else 'VERIFY FAILED'}"]
     lines += _aligned(artifact_table(summary))
-    lines.append("ANE-eligible FLOPs per stage (static analyzer, predicted): " + ", ".join(
-        f"{name} {stage['flop_share']:.0%}" for name, stage in summary["stages"].items()))
+    lines.append("ANE FLOPs per stage, supported / predicted placement (predictions from public device "
+                 "reports, not measurements): " + ", ".join(
+                     f"{name} {stage['flop_share']:.0%} / {stage.get('placed_flop_share', 0.0):.0%}"
+                     for name, stage in summary["stages"].items()))
     programs = program_table(summary)
     if programs:
         lines += ["ExecuTorch programs (run by the ExecuTorch runtime against the same twins):"]

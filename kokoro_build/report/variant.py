@@ -95,9 +95,19 @@ def _findings(summary: dict, audio: dict) -> list[str]:
     return [
         f"Verification: {status} (the saved .mlpackage, run by the MIL evaluator on Linux, "
         "against the torch twin it was converted from).", speech_finding(audio),
-        "ANE columns are predicted by the static analyzer (rules with sources in "
-        "kokoro_build/verify/ane_rules.py), not measured on a device.",
+        "ANE: *supported* is per-op eligibility (it tracks Core ML's operationsSupportingANE); "
+        "*predicted* is where Core ML is expected to place the ops: a range-shaped input keeps a "
+        "whole function off the ANE, however many of its ops are supported (rules with sources in "
+        "kokoro_build/verify/ane_rules.py). Neither is a measurement; a compute plan run on a Mac is."
+        + _off_ane(summary),
     ]
+
+
+def _off_ane(summary: dict) -> str:
+    """Name the stages whose supported ops are predicted to run elsewhere."""
+    off = [r["artifact"] for r in summary["artifacts"]
+           if r["placed_flop_share"] is not None and r["flop_share"] >= 0.5 and r["placed_flop_share"] < 0.5]
+    return (" Predicted off the ANE although mostly supported: " + ", ".join(off) + ".") if off else ""
 
 
 def speech_finding(audio: dict) -> str:
@@ -118,7 +128,7 @@ def speech_finding(audio: dict) -> str:
 def _markdown(summary: dict, audio: dict) -> str:
     lines = [f"# Variant `{summary['name']}`", ""] + [f"- {f}" for f in _findings(summary, audio)]
     lines += ["", "## Artifacts", "", markdown_table(artifact_table(summary)), "",
-              "## ANE-eligible FLOPs per stage", "", "![ANE share](report/ane.png)", ""]
+              "## ANE FLOPs per stage: supported, and predicted placement", "", "![ANE share](report/ane.png)", ""]
     if program_table(summary):
         lines += ["## ExecuTorch programs", "", PROGRAMS_NOTE, "", markdown_table(program_table(summary)), ""]
     if "error" not in audio:
@@ -162,7 +172,7 @@ img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
 <h1>Variant <code>{html.escape(summary['name'])}</code></h1>
 <ul>{findings}</ul>
 <h2>Artifacts</h2>{html_table(artifact_table(summary))}
-<h2>ANE-eligible FLOPs per stage</h2>{image('ane', 'ANE-eligible FLOP share per stage')}
+<h2>ANE FLOPs per stage: supported, and predicted placement</h2>{image('ane', 'ANE-supported FLOP share per stage, with the predicted placement')}
 {programs_html}
 {speech}
 </body></html>

@@ -51,8 +51,10 @@ def write_manifest(plan: dict, out_path: str) -> None:
                 "verify_report": _rel(entry["verify"], root),
                 "verify": {"passed": verified["verify"]["passed"],
                            "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}},
-                "ane": {key: verified["ane"][key] for key in ("analyzer", "measured", "op_share",
-                                                               "flop_share", "segments")},
+                "ane": {**{key: verified["ane"][key] for key in ("analyzer", "measured", "op_share",
+                                                                  "flop_share", "segments")},
+                        "placement": {key: verified["ane"]["placement"][key] for key in
+                                      ("predicted", "device", "ane_flop_share", "segments")}},
             }
             if entry.get("function"):  # packaging: multifunction; sha256/bytes are the whole package's
                 artifact["function"] = entry["function"]

@@ -1,8 +1,8 @@
 """Which ops of a program can run on the Neural Engine.
 
 `static` (any OS): each op gets a verdict from the rules in ane_rules.py, with the
-reason and its source; FLOPs are estimated from shapes for conv, conv_transpose,
-linear, matmul and lstm. `compute-plan` (macOS only): the same report from Core ML's
+reason and its source (*supported*); FLOPs are estimated from shapes for conv,
+conv_transpose, linear, matmul and lstm; placement.py adds the *predicted placement*. `compute-plan` (macOS only): the same report from Core ML's
 MLComputePlan, marked `measured: true`. Both return the same schema.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from kokoro_build.verify import ane_rules as rules
+from kokoro_build.verify.placement import OpRow, predict_placement, supported_segments
 
 ELIGIBLE = "ane"
 
@@ -94,15 +95,18 @@ def _compute_ops(function):
         yield op
 
 
-def analyze_program(program, function: str = "main", shapes: dict | None = None) -> dict:
-    """The static report for one function of a MIL Program."""
+def analyze_program(program, function: str = "main", shapes: dict | None = None,
+                    flexible: dict | None = None, compute_units: str = "cpu_and_ne") -> dict:
+    """The static report for one function of a MIL Program: per-op eligibility
+    (*supported*) and, on top, the *predicted placement* (placement.py). `flexible` is
+    the artifact's {dim: {"range"|"enumerated": ..}} (its conversion report's)."""
     func = program.functions[function]
-    ops, reasons, verdicts = [], Counter(), Counter()
-    total_flops = eligible_flops = unknown_flops = segments = 0
-    previous = None
+    ops, reasons, verdicts, rows = [], Counter(), Counter(), []
+    total_flops = eligible_flops = unknown_flops = 0
     for op in _compute_ops(func):
         verdict, reason, source = op_verdict(op)
         flops = estimate_flops(op, shapes)
+        rows.append(OpRow(op.op_type, verdict, flops))
         total_flops += flops
         verdicts[verdict] += 1
         if verdict == ELIGIBLE:
@@ -111,14 +115,13 @@ def analyze_program(program, function: str = "main", shapes: dict | None = None)
             unknown_flops += flops if verdict == "unknown" else 0
             reasons[(verdict, op.op_type, reason, source)] += 1
             ops.append({"op": op.name, "type": op.op_type, "verdict": verdict, "reason": reason})
-        on_ane = verdict == ELIGIBLE
-        segments += on_ane != previous
-        previous = on_ane
     count = sum(verdicts.values())
-    flexible = [name for name, var in func.inputs.items() if _dims(var, None) is None]
+    flexible_inputs = [name for name, var in func.inputs.items() if _dims(var, None) is None]
     warnings = []
-    if flexible:
-        warnings.append(f"flexible inputs {', '.join(flexible)}: {rules.RULE_DYNAMIC[1]} ({rules.RULE_DYNAMIC[2]})")
+    if flexible_inputs:
+        warnings.append(f"flexible inputs {', '.join(flexible_inputs)}: {rules.RULE_DYNAMIC[1]} "
+                        f"({rules.RULE_DYNAMIC[2]})")
+    placement = predict_placement(rows, flexible, flexible_inputs, compute_units)
     return {
         "analyzer": "static", "measured": False, "function": function,
         "ops": count, "eligible_ops": verdicts[ELIGIBLE],
@@ -126,19 +129,21 @@ def analyze_program(program, function: str = "main", shapes: dict | None = None)
         "flops": total_flops, "eligible_flops": eligible_flops,
         "flop_share": eligible_flops / total_flops if total_flops else 0.0,
         "unknown_flop_share": unknown_flops / total_flops if total_flops else 0.0,
-        "segments": segments, "verdicts": dict(verdicts),
+        # segments of the supported ops as a device would cut them (unknowns join their neighbours)
+        "segments": supported_segments(rows), "verdicts": dict(verdicts),
         "reasons": [{"verdict": v, "op_type": t, "count": n, "reason": r, "source": s}
                     for (v, t, r, s), n in reasons.most_common()],
-        "not_eligible": ops, "warnings": warnings,
+        "not_eligible": ops, "warnings": warnings, "placement": placement,
     }
 
 
 def analyze_package(package: str | Path, analyzer: str = "static", compute_units: str = "cpu_and_ne",
-                    shapes: dict | None = None, function: str = "main") -> dict:
+                    shapes: dict | None = None, function: str = "main", flexible: dict | None = None) -> dict:
     if analyzer == "compute-plan":
         return compute_plan_report(package, compute_units, function)
     from kokoro_build.verify.mil_eval import load_program
-    return analyze_program(load_program(package), function=function, shapes=shapes)
+    return analyze_program(load_program(package), function=function, shapes=shapes,
+                           flexible=flexible, compute_units=compute_units)
 
 
 def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne",
@@ -174,6 +179,10 @@ def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne",
         segments += (verdict == ELIGIBLE) != previous
         previous = verdict == ELIGIBLE
     count = sum(verdicts.values())
+    placement = {"predicted": False, "device": ELIGIBLE if eligible_weight * 2 > weights else "cpu",
+                 "ane_op_share": verdicts[ELIGIBLE] / count if count else 0.0,
+                 "ane_flop_share": eligible_weight / weights if weights else 0.0,
+                 "segments": segments, "rules": []}
     return {"analyzer": "compute-plan", "measured": True, "function": function, "ops": count,
             "eligible_ops": verdicts[ELIGIBLE],
             "op_share": verdicts[ELIGIBLE] / count if count else 0.0,
@@ -181,4 +190,4 @@ def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne",
             "flops": weights, "eligible_flops": eligible_weight,
             "flop_share": eligible_weight / weights if weights else 0.0, "unknown_flop_share": 0.0,
             "segments": segments, "verdicts": dict(verdicts), "reasons": [],
-            "not_eligible": ops, "warnings": []}
+            "not_eligible": ops, "warnings": [], "placement": placement}

@@ -61,3 +61,47 @@ RULE_DILATION = ("unknown", "dilated convolution: listed as not working by holla
                             "Kokoro's vocoder measured 99 % ANE on device", HOLLANCE)
 RULE_DYNAMIC = ("unknown", "flexible (RangeDim) shape: the ANE compiles fixed shapes", LAISHERE)
 RULE_NO_RULE = ("unknown", "no rule for this op type", ASSUMED)
+
+
+# --- Predicted placement: whole-function rules on top of the per-op verdicts ----------
+# Per-op eligibility tracks Core ML's own `operationsSupportingANE`, but "supported" is
+# not "placed": Core ML may still prefer the CPU or GPU for a whole function (Apple
+# Developer Forums thread 740317: every op supported by the ANE, the device still
+# prefers the GPU / CPU). These rules predict where the ops go; a measurement
+# (compute-plan on a Mac, or an ingested device report) always overrides them.
+
+FORUM_SUPPORTED_NOT_PLACED = ("developer.apple.com/forums/thread/740317: every op listed as ANE-supported, "
+                              "yet the device preferred the GPU (all) or the CPU (cpu_and_ne)")
+RANGE_SOURCES = (
+    "apple/coremltools #1764: a flexible-shape model ran on the CPU only, the same model "
+    "with a fixed shape on the GPU/ANE; #1029: Xcode reports 'MLE5Engine is not currently "
+    "supported for models with range shape inputs that try to utilize the Neural Engine'; "
+    "#2370: RangeDim at random shapes 0 % ANE; FluidAudio "
+    "Documentation/TTS/Measurements/KokoroV3/compute-placement.json: 0 ops preferred on "
+    "the ANE for its RangeDim Albert, PostAlbert and Alignment stages")
+RANGE_DISAGREEMENT = (
+    "sources disagree at the default shape: #2370 measured 78 % ANE for RangeDim fed its "
+    "default shape and #1909 saw a RangeDim model use the ANE; FluidAudio's ANE profiler "
+    "(Documentation/ANE_Profiler.md, M5) reports Albert 94 %, against 0 ops in its own "
+    "compute plan (different shapes or OS versions, probably)")
+ENUMERATED_SOURCES = (
+    "apple/coremltools #2370: EnumeratedShapes 77 % ANE at the default shape, 71 % (one run "
+    "2 %) at random listed shapes; #835 (iOS 13, A12X): only the default shape ran on the ANE")
+ENUMERATED_LAYER_NORM = ("apple/coremltools #1909: layer_norm kept an EnumeratedShapes model off the "
+                         "ANE (fixed and RangeDim shapes ran on it); closed, the fixing OS version is "
+                         "not stated: uncertain")
+SEVERAL_RANGE_INPUTS = LAISHERE
+HOLLANCE_ISLANDS = ("hollance/neural-engine docs (unofficial): a model that mixes ANE and non-ANE "
+                    "layers is split, and each switch between processors costs a copy; the size "
+                    "threshold below is this tool's assumption")
+
+# Why an `unknown` op does not split a segment: our unknowns are mostly dilated convs
+# (RULE_DILATION) and the source's cumsum/atan; Kokoro's dilated vocoder measured 99 %
+# on the ANE on a device (FluidAudio, Documentation/ANE_Profiler.md), so an unknown op
+# is predicted to run where its neighbours run rather than to cut the function apart.
+UNKNOWN_IN_SEGMENTS = "joins the segment it sits in (its neighbours' device)"
+
+# An ANE run this small between non-ANE ops is predicted to stay on the CPU: the copy
+# in and out would cost more than it saves (HOLLANCE_ISLANDS; thresholds assumed).
+MIN_ISLAND_OPS = 4
+MIN_ISLAND_FLOP_SHARE = 0.01

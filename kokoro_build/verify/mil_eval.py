@@ -77,7 +77,9 @@ class MilEvaluator:
             progress: Callable[[int, int], None] | None = None,
             shapes: dict | None = None) -> dict[str, np.ndarray]:
         """Named numpy inputs -> named numpy outputs of `function`. `stats` collects
-        activation statistics (inputs included); `shapes` (a dict) receives every computed value's shape."""
+        activation statistics (inputs included); `shapes` (a dict) receives the shape of
+        every input and computed value (the ANE analyzer counts a matmul's FLOPs from it,
+        also where an operand is a flexible function input)."""
         if function not in self.program.functions:
             raise MilEvalError(f"{self.package.name}: no function {function!r} "
                                f"(has: {', '.join(self.functions)})")
@@ -93,6 +95,8 @@ class MilEvaluator:
                 raise MilEvalError(f"{self.package.name}: input {name} has shape "
                                    f"{tuple(value.shape)}, the model takes {var.shape}")
             env[name] = self._store(value, var)
+            if shapes is not None:
+                shapes[name] = tuple(value.shape)
             if stats is not None:
                 stats.record(name, "input", env[name])
         with torch.no_grad():

@@ -97,11 +97,14 @@ def verify_artifact(run: StageRun) -> None:
         print(f"  {spec.name}: {entry['psnr_db']:.1f} dB (min {entry['min_psnr_db']:g}), "
               f"max |err| {entry['max_abs_err']:.3g}" + ("" if entry["finite"] else ", NOT FINITE"), flush=True)
     if run.analyzer == "static":
-        ane = analyze_program(evaluator.program, function=function_name, shapes=shapes)
+        ane = analyze_program(evaluator.program, function=function_name, shapes=shapes,
+                              flexible=run.flexible, compute_units=run.compute_units)
     else:
         ane = analyze_package(package, run.analyzer, run.compute_units, function=function_name)
-    print(f"  ANE ({ane['analyzer']}): {ane['op_share']:.0%} of ops, {ane['flop_share']:.0%} of FLOPs "
-          f"eligible, {ane['segments']} segments", flush=True)
+    placement = ane["placement"]
+    print(f"  ANE ({ane['analyzer']}): supported {ane['op_share']:.0%} of ops, {ane['flop_share']:.0%} of FLOPs; "
+          f"{'predicted' if placement['predicted'] else 'measured'} on the ANE "
+          f"{placement['ane_flop_share']:.0%} of FLOPs, {placement['segments']} segments", flush=True)
     convert_report = json.loads(Path(run.paths.report).read_text())
     if function:
         convert_report["function"] = function
