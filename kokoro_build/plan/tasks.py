@@ -151,6 +151,7 @@ def stage_runs(config: PipelineConfig, stage_name: str, out: Path, calibration: 
             deployment=config.target.deployment,
             compress=stage.compress.model_dump(mode="json") if stage.compress else None,
             thresholds=config.stage_thresholds(stage_name), analyzer=config.verify.ane.analyzer,
+            lint_fail_on=config.verify.lint.fail_on,
             function=point.label if merged else None,
             executorch_export=stage.executorch.export if executorch else None,
             executorch_thresholds=config.executorch_thresholds(stage_name) if executorch else None))

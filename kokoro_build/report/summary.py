@@ -28,6 +28,7 @@ def variant_summary(variant_dir: str | Path) -> dict:
                 "op_share": ane["op_share"], "flop_share": ane["flop_share"],
                 "unknown_flop_share": ane.get("unknown_flop_share", 0.0), "segments": ane["segments"],
                 "placed_flop_share": _placed(ane), "placed_segments": ane.get("placement", {}).get("segments"),
+                "lint": report.get("lint", []),
                 "measured": ane["measured"], "build_seconds": sum(report.get("seconds", {}).values()),
                 "eval_seconds": verify["evaluator"]["seconds"]})
             flops += ane["flops"]
@@ -103,6 +104,16 @@ def _placed_cell(row: dict) -> str:
     return f"{row['placed_flop_share']:.0%} of FLOPs" + (" (measured)" if row["measured"] else "")
 
 
+def lint_lines(summary: dict) -> list[str]:
+    """One line per device-risk finding (verify/lint.py), grouped by rule."""
+    by_rule: dict[str, tuple[dict, list[str]]] = {}
+    for row in summary["artifacts"]:
+        for finding in row.get("lint", []):
+            by_rule.setdefault(finding["id"], (finding, []))[1].append(row["artifact"])
+    return [f"{f['severity']}: {rule_id}: {f['on_device']} ({f['source']}); in {', '.join(artifacts)}"
+            for rule_id, (f, artifacts) in by_rule.items()]
+
+
 def format_terminal(summary: dict) -> str:
     lines = [f"variant {summary['name']}: {'all artifacts verified' if summary['passed'] else 'VERIFY FAILED'}"]
     lines += _aligned(artifact_table(summary))
@@ -110,6 +121,9 @@ def format_terminal(summary: dict) -> str:
                  "reports, not measurements): " + ", ".join(
                      f"{name} {stage['flop_share']:.0%} / {stage.get('placed_flop_share', 0.0):.0%}"
                      for name, stage in summary["stages"].items()))
+    lint = lint_lines(summary)
+    lines += ["Device-risk lint (verify.lint):"] + [f"  {line}" for line in lint] if lint else \
+        ["Device-risk lint (verify.lint): no findings"]
     programs = program_table(summary)
     if programs:
         lines += ["ExecuTorch programs (run by the ExecuTorch runtime against the same twins):"]

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from kokoro_build.store.package import atomic_path, write_json
-from kokoro_build.report.summary import artifact_table, markdown_table, program_table, variant_summary
+from kokoro_build.report.summary import (artifact_table, lint_lines, markdown_table, program_table,
+                                         variant_summary)
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and the report hears every word."
 
@@ -128,7 +129,8 @@ def speech_finding(audio: dict) -> str:
 def _markdown(summary: dict, audio: dict) -> str:
     lines = [f"# Variant `{summary['name']}`", ""] + [f"- {f}" for f in _findings(summary, audio)]
     lines += ["", "## Artifacts", "", markdown_table(artifact_table(summary)), "",
-              "## ANE FLOPs per stage: supported, and predicted placement", "", "![ANE share](report/ane.png)", ""]
+              "## ANE FLOPs per stage: supported, and predicted placement", "", "![ANE share](report/ane.png)", "",
+              "## Device-risk lint", ""] + ([f"- {line}" for line in lint_lines(summary)] or ["No findings."]) + [""]
     if program_table(summary):
         lines += ["## ExecuTorch programs", "", PROGRAMS_NOTE, "", markdown_table(program_table(summary)), ""]
     if "error" not in audio:
@@ -160,6 +162,9 @@ def _html(summary: dict, audio: dict, figures: dict[str, bytes]) -> str:
         image("spectrogram", "log-mel spectrograms") +
         "<p>Sample: <code>report/sample.wav</code> beside this file.</p>")
     findings = "".join(f"<li>{html.escape(f).replace('**', '')}</li>" for f in _findings(summary, audio))
+    lint = lint_lines(summary)
+    lint_html = "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lint) + "</ul>" if lint \
+        else "<p>No findings.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>kokoro-build: {html.escape(summary['name'])}</title>
 <style>
@@ -173,6 +178,7 @@ img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
 <ul>{findings}</ul>
 <h2>Artifacts</h2>{html_table(artifact_table(summary))}
 <h2>ANE FLOPs per stage: supported, and predicted placement</h2>{image('ane', 'ANE-supported FLOP share per stage, with the predicted placement')}
+<h2>Device-risk lint</h2>{lint_html}
 {programs_html}
 {speech}
 </body></html>

@@ -15,6 +15,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from kokoro_build.schema.compress_schema import CompressConfig
 from kokoro_build.schema.kinds import KINDS
+from kokoro_build.schema.lint_catalog import LINT_RULES, SEVERITIES
 from kokoro_build.schema.pass_catalog import PASS_OPTIONS, PRESETS
 from kokoro_build.schema.yaml_lines import LocatedYaml, YamlProblem, dotted, locate, source_of
 
@@ -425,11 +426,28 @@ class ExecuTorchParity(Strict):
     outputs: dict[str, float] = {}  # per output: `name` or `stage.name`, which wins
 
 
+class LintConfig(Strict):
+    """The device-risk lint (schema/lint_catalog.py): findings warn; `fail_on` rule ids
+    or severities (error, warning, info) fail the artifact's verify task instead."""
+
+    fail_on: list[str] = []
+
+    @field_validator("fail_on")
+    @classmethod
+    def _known(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in LINT_RULES and v not in SEVERITIES]
+        if unknown:
+            raise ValueError(f"unknown lint rule or severity {', '.join(unknown)}; known: "
+                             f"{', '.join(SEVERITIES)}, {', '.join(LINT_RULES)}")
+        return values
+
+
 class VerifyConfig(Strict):
     parity: ParityConfig = Field(default_factory=ParityConfig)
     executorch: ExecuTorchParity = Field(default_factory=ExecuTorchParity)
     ane: AneConfig = Field(default_factory=AneConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
+    lint: LintConfig = Field(default_factory=LintConfig)
 
 
 class PipelineConfig(Strict):

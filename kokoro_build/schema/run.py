@@ -95,6 +95,7 @@ class StageRun(Strict):
     # checks
     thresholds: dict | None = None
     analyzer: str | None = None
+    lint_fail_on: list[str] | None = None  # verify.lint.fail_on
     function: str | None = None  # the bucket's function in a multifunction package
     executorch_export: str | None = None
     executorch_thresholds: dict | None = None
@@ -103,7 +104,7 @@ class StageRun(Strict):
         "export": _MODULE,
         "convert": ("precision", "compute_units", "deployment"),
         "compress": ("compress",),
-        "verify": _MODULE + ("precision", "compute_units", "thresholds", "analyzer", "function"),
+        "verify": _MODULE + ("precision", "compute_units", "thresholds", "analyzer", "lint_fail_on", "function"),
         "lower": _MODULE + ("executorch_export",),
         "program_verify": _MODULE + ("executorch_export", "executorch_thresholds"),
     }

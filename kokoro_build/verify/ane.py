@@ -32,6 +32,11 @@ def _dims(var, shapes: dict | None) -> list[int] | None:
         return None
 
 
+def flexible_input_names(func) -> list[str]:
+    """The function's inputs whose declared shape has a symbolic dimension."""
+    return [name for name, var in func.inputs.items() if _dims(var, None) is None]
+
+
 def estimate_flops(op, shapes: dict | None = None) -> int:
     """Multiply-adds x 2 for the compute-heavy ops; 0 for everything else."""
     def dims(name):
@@ -116,7 +121,7 @@ def analyze_program(program, function: str = "main", shapes: dict | None = None,
             reasons[(verdict, op.op_type, reason, source)] += 1
             ops.append({"op": op.name, "type": op.op_type, "verdict": verdict, "reason": reason})
     count = sum(verdicts.values())
-    flexible_inputs = [name for name, var in func.inputs.items() if _dims(var, None) is None]
+    flexible_inputs = flexible_input_names(func)
     warnings = []
     if flexible_inputs:
         warnings.append(f"flexible inputs {', '.join(flexible_inputs)}: {rules.RULE_DYNAMIC[1]} "

@@ -65,12 +65,29 @@ def threshold_for(thresholds: dict, output: str) -> float:
     return thresholds.get("outputs", {}).get(output, thresholds["min_psnr_db"])
 
 
+def lint_artifact(run: StageRun, program, function: str) -> list[dict]:
+    """The device-risk lint's findings for one artifact (verify/lint.py), printed."""
+    import coremltools
+
+    from kokoro_build.verify.ane import flexible_input_names
+    from kokoro_build.verify.lint import LintContext, lint_program
+    findings = lint_program(program, LintContext(
+        compute_units=run.compute_units, flexible=run.flexible or {},
+        flexible_inputs=tuple(flexible_input_names(program.functions[function])),
+        coremltools_version=coremltools.__version__))
+    for finding in findings:
+        print(f"  lint {finding['severity']}: {finding['id']}: {finding['on_device']} "
+              f"({finding['source']}); at {', '.join(finding['where'][:3])}", flush=True)
+    return findings
+
+
 def verify_artifact(run: StageRun) -> None:
     """doit action. With `run.function`, the artifact is that function of a multifunction
     package, whose conversion report is the bucket's (`run.paths.report`)."""
     import torch
 
     from kokoro_build.verify.ane import analyze_package, analyze_program
+    from kokoro_build.verify.lint import failing
     from kokoro_build.verify.audio import mel_correlation
     from kokoro_build.verify.mil_eval import MilEvaluator
 
@@ -101,6 +118,8 @@ def verify_artifact(run: StageRun) -> None:
                               flexible=run.flexible, compute_units=run.compute_units)
     else:
         ane = analyze_package(package, run.analyzer, run.compute_units, function=function_name)
+    lint = lint_artifact(run, evaluator.program, function_name)
+    lint_failures = failing(lint, run.lint_fail_on or [])
     placement = ane["placement"]
     print(f"  ANE ({ane['analyzer']}): supported {ane['op_share']:.0%} of ops, {ane['flop_share']:.0%} of FLOPs; "
           f"{'predicted' if placement['predicted'] else 'measured'} on the ANE "
@@ -108,13 +127,17 @@ def verify_artifact(run: StageRun) -> None:
     convert_report = json.loads(Path(run.paths.report).read_text())
     if function:
         convert_report["function"] = function
-    passed = all(o["passed"] for o in outputs.values())
+    passed = all(o["passed"] for o in outputs.values()) and not lint_failures
     write_json(out_path, {
         **convert_report, "verify": {
             "passed": passed, "sizes": at, "outputs": outputs,
             "evaluator": {"precision": run.precision, "seconds": round(eval_seconds, 2)},
             "twin_seconds": round(twin_seconds, 2)},
-        "ane": ane})
+        "ane": ane, "lint": lint})
+    if lint_failures:
+        raise VerifyError(f"{package}: verify.lint.fail_on: " + "; ".join(
+            f"{f['id']} ({f['severity']}): {f['on_device']} ({f['source']})" for f in lint_failures)
+            + f" (report: {out_path})")
     if not passed:
         raise VerifyError(f"{package}: the saved artifact doesn't match its torch twin: "
                           f"{failures(outputs)} (report: {out_path})")
