@@ -89,14 +89,12 @@ def _range_streams(program, ctx: LintContext) -> list[str]:
 
 
 def _fp32_min_constants(program, ctx: LintContext) -> list[str]:
-    """Constants at about -3.4e38 (torch.finfo(float32).min): out of fp16's range."""
+    """Constants at about -3.4e38 (torch.finfo(float32).min), or already cast to fp16's
+    -inf: coremltools treats |value| >= 1e38 as infinity (PR #2669)."""
     found = []
     for op in _ops(program, "const"):
-        value = op.outputs[0].val
-        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size and \
-                np.nanmin(value) <= -1e38:
-            found.append(op.name)
-        elif isinstance(value, (float, np.floating)) and value <= -1e38:
+        value = np.asarray(op.outputs[0].val) if op.outputs[0].val is not None else None
+        if value is not None and value.dtype.kind == "f" and value.size and np.nanmin(value) <= -1e38:
             found.append(op.name)
     return found
 
