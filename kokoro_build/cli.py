@@ -111,6 +111,20 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest_device_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kokoro_build.report.device import DeviceReportError, format_rows, ingest
+    variant = Path(args.artifacts) / args.variant
+    try:
+        rows = ingest(variant, args.file)
+    except (DeviceReportError, FileNotFoundError) as error:
+        print(f"kokoro-build ingest-device-report: {error}", file=sys.stderr)
+        return 1
+    print(format_rows(rows))
+    return 0 if all(r["passed"] for r in rows) else 2
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -222,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("variant", nargs="?", default="default")
     verify.add_argument("--artifacts", default="artifacts", help="where variants are built")
     verify.set_defaults(run=cmd_verify)
+    ingest = sub.add_parser("ingest-device-report", help="put a Mac's device_report.json (the release's "
+                            "device_check.py) beside the prediction; list the ops where they disagree")
+    ingest.add_argument("variant")
+    ingest.add_argument("file")
+    ingest.add_argument("--artifacts", default="artifacts")
+    ingest.set_defaults(run=cmd_ingest_device_report)
     check = sub.add_parser("verify-release", help="re-hash a release zip against its manifest.json "
                                                   "(exit 1 naming each file that differs)")
     check.add_argument("file")

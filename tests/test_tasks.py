@@ -123,7 +123,8 @@ def test_multifunction_converts_each_bucket_then_merges_them(tmp_path):
     verify = ta["vocoder:frames_200.verify"]
     assert any(dep.endswith("vocoder/vocoder.digest.json") for dep in verify["file_dep"])
     assert run_of(verify).function == "frames_200"  # the function it runs
-    assert verify["targets"] == [str(tmp_path / "artifacts" / "default" / "vocoder" / "frames_200.verify.json")]
+    stage_dir = tmp_path / "artifacts" / "default" / "vocoder"
+    assert verify["targets"] == [str(stage_dir / "frames_200.verify.json"), str(stage_dir / "frames_200.golden.npz")]
     # one bucket changed: the other buckets' conversions keep their slices; the merge's changes
     slice_of = lambda task: task["uptodate"][0].config  # noqa: E731
     assert slice_of(ta["vocoder:frames_400.convert"]) == slice_of(tb["vocoder:frames_400.convert"])

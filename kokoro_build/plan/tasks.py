@@ -197,7 +197,7 @@ def _stage_tasks(stage_name: str, stage: StageConfig, runs: list[StageRun], out:
             doc=f"run {Path(paths.package).relative_to(out)}{'' if run.function is None else ':' + label}"
                 " with the MIL evaluator against its twin",
             file_dep=[str(digest_path(paths.package)), paths.report, str(digest_path(paths.traced)), weights_digest],
-            targets=[paths.verified])
+            targets=[paths.verified, paths.golden])
         if paths.program is not None:
             yield _cached(_step(
                 run, "lower", "kokoro_build.targets.executorch.lower:lower_stage", True, isolated=True,

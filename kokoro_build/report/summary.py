@@ -28,7 +28,7 @@ def variant_summary(variant_dir: str | Path) -> dict:
                 "op_share": ane["op_share"], "flop_share": ane["flop_share"],
                 "unknown_flop_share": ane.get("unknown_flop_share", 0.0), "segments": ane["segments"],
                 "placed_flop_share": _placed(ane), "placed_segments": ane.get("placement", {}).get("segments"),
-                "lint": report.get("lint", []),
+                "lint": report.get("lint", []), "device": _device(root / verified),
                 "measured": ane["measured"], "build_seconds": sum(report.get("seconds", {}).values()),
                 "eval_seconds": verify["evaluator"]["seconds"]})
             flops += ane["flops"]
@@ -43,6 +43,13 @@ def variant_summary(variant_dir: str | Path) -> dict:
     return {"name": manifest["name"], "weights": manifest["weights"], "artifacts": rows,
             "stages": stages, "programs": programs,
             "passed": all(r["passed"] for r in rows + programs)}
+
+
+def _device(verified: Path) -> dict | None:
+    """What an ingested device report measured for this artifact (report/device.py)."""
+    from kokoro_build.report.device import device_path
+    path = device_path(verified)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _placed(ane: dict) -> float | None:
@@ -101,7 +108,9 @@ def artifact_table(summary: dict) -> list[list[str]]:
 def _placed_cell(row: dict) -> str:
     if row["placed_flop_share"] is None:
         return "–"
-    return f"{row['placed_flop_share']:.0%} of FLOPs" + (" (measured)" if row["measured"] else "")
+    cell = f"{row['placed_flop_share']:.0%} of FLOPs" + (" (measured)" if row["measured"] else "")
+    measured = (row.get("device") or {}).get("measured")
+    return cell + (f"; device: {measured['ane_op_share']:.0%} of ops" if measured else "")
 
 
 def lint_lines(summary: dict) -> list[str]:

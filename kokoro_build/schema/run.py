@@ -64,6 +64,16 @@ class RunPaths(Strict):
     def program_verified(self) -> str:
         return self.program.removesuffix(".pte") + ".verify.json"
 
+    @property
+    def golden(self) -> str:
+        return str(golden_path(self.verified))
+
+
+def golden_path(verified: str | Path) -> Path:
+    """`<shape>.golden.npz` beside `<shape>.verify.json`: the golden vectors."""
+    path = Path(verified)
+    return path.with_name(path.name.removesuffix(".verify.json") + ".golden.npz")
+
 
 def report_path(package: str | Path) -> Path:
     """`<shape>.report.json` beside `<shape>.mlpackage`: what the conversion wrote."""

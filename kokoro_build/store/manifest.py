@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kokoro_build.schema.run import report_path  # noqa: F401  (readers find it here)
+from kokoro_build.schema.run import golden_path, report_path  # noqa: F401  (readers find report_path here)
 from kokoro_build.store.package import digest_path, file_sha256, write_json
 
 # /2: the runtime files (config, vocab, voices) the chain reads instead of the weights
@@ -49,6 +49,7 @@ def write_manifest(plan: dict, out_path: str) -> None:
                 "precision": report["precision"], "compute_units": report["compute_units"],
                 "compress": report.get("compress"),
                 "verify_report": _rel(entry["verify"], root),
+                "golden": _rel(str(golden_path(entry["verify"])), root),
                 "verify": {"passed": verified["verify"]["passed"],
                            "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}},
                 "ane": {**{key: verified["ane"][key] for key in ("analyzer", "measured", "op_share",

@@ -11,6 +11,8 @@
       <name>-<version>/voices/<voice>.npy
       <name>-<version>/reports/<stage>/<shape>.verify.json   (timings removed)
       <name>-<version>/reports/executorch/<stage>_<shape>.verify.json
+      <name>-<version>/<stage>/<shape>.golden.npz   golden vectors (verify/golden.py)
+      <name>-<version>/device_check.py, device_check.json   the device check kit for a Mac
 
 The zip is stable: entries sorted, one fixed timestamp (1980-01-01, zip's earliest),
 fixed permissions, deflate at a fixed level. Timings are left out of everything in
@@ -28,6 +30,9 @@ from kokoro_build.store.manifest import load_manifest
 from kokoro_build.store.package import atomic_path
 
 EPOCH = (1980, 1, 1, 0, 0, 0)
+# The device check kit ships as a file, copied as is (it imports nothing from us).
+DEVICE_CHECK = Path(__file__).resolve().parents[1] / "runtime" / "device_check.py"
+DEVICE_CHECK_INDEX = "device_check.json"  # = runtime/device_check.py INDEX (a test checks)
 
 
 class ReleaseError(RuntimeError):
@@ -60,6 +65,7 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
         raise ReleaseError(f"{variant_dir}: not released, these artifacts failed verification: "
                            f"{', '.join(failed)}")
     files: dict[str, bytes | Path] = {}
+    checks: list[dict] = []  # the device check kit's index (runtime/device_check.py)
     for stage_name, stage in manifest["stages"].items():
         for artifact in stage["artifacts"]:
             package = variant_dir / artifact["package"]
@@ -68,6 +74,10 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
                     files[f"{artifact['package']}/{path.relative_to(package).as_posix()}"] = path
             report = json.loads((variant_dir / artifact["verify_report"]).read_text())
             files[f"reports/{artifact['verify_report']}"] = _stable_json(_without_timings(report))
+            files[artifact["golden"]] = variant_dir / artifact["golden"]
+            checks.append({"package": artifact["package"], "function": artifact.get("function"),
+                           "compute_units": artifact["compute_units"], "golden": artifact["golden"],
+                           "gates": {name: o["min_psnr_db"] for name, o in report["verify"]["outputs"].items()}})
             program = artifact.get("executorch")
             if program:  # targets: [.., executorch]: the .pte and its check
                 files[program["program"]] = variant_dir / program["program"]
@@ -78,6 +88,8 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
     runtime = manifest["runtime"]  # config, vocab, voices: what the chain reads
     for entry in (runtime["config"], runtime["vocab"], *runtime["voices"].values()):
         files[entry["path"]] = variant_dir / entry["path"]
+    files[DEVICE_CHECK_INDEX] = _stable_json({"variant": manifest["name"], "artifacts": checks})
+    files[DEVICE_CHECK.name] = DEVICE_CHECK
     return files, manifest
 
 

@@ -111,7 +111,7 @@ def analyze_program(program, function: str = "main", shapes: dict | None = None,
     for op in _compute_ops(func):
         verdict, reason, source = op_verdict(op)
         flops = estimate_flops(op, shapes)
-        rows.append(OpRow(op.op_type, verdict, flops))
+        rows.append(OpRow(op.op_type, verdict, flops, op.outputs[0].name if op.outputs else op.name))
         total_flops += flops
         verdicts[verdict] += 1
         if verdict == ELIGIBLE:

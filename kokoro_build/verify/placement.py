@@ -21,6 +21,7 @@ class OpRow:
     op_type: str
     verdict: str  # "ane" | "cpu" | "unknown"
     flops: int
+    name: str = ""  # its first output's name: what a compute plan names it by
 
 
 def _resolve_unknowns(verdicts: list[str]) -> list[str]:
@@ -117,4 +118,6 @@ def predict_placement(ops: list[OpRow], flexible: dict | None, flexible_inputs: 
         "segments": len(_runs(devices)) if devices else 0,
         "unknown_ops": rules.UNKNOWN_IN_SEGMENTS,
         "rules": applied,
+        # per op, for `kokoro-build ingest-device-report` to compare with a device's plan
+        "op_devices": {op.name: device for op, device in zip(ops, devices) if op.name},
     }

@@ -87,6 +87,7 @@ def verify_artifact(run: StageRun) -> None:
     import torch
 
     from kokoro_build.verify.ane import analyze_package, analyze_program
+    from kokoro_build.verify.golden import write_golden
     from kokoro_build.verify.lint import failing
     from kokoro_build.verify.audio import mel_correlation
     from kokoro_build.verify.mil_eval import MilEvaluator
@@ -103,6 +104,7 @@ def verify_artifact(run: StageRun) -> None:
     evaluated = evaluator.run({n: x.numpy() for n, x in zip(names, inputs)}, shapes=shapes,
                               function=function_name)
     eval_seconds = time.time() - start
+    write_golden(run.paths.golden, {n: x.numpy() for n, x in zip(names, inputs)}, evaluated)
     reference, twin_seconds = run_twin(run.paths.traced, inputs)
     outputs = {}
     for spec, expected in zip(stage.outputs(at), reference):

@@ -117,3 +117,33 @@ def test_a_release_alone_speaks(releases, tmp_path, capsys):
     assert main(["speak", "Hi.", "-o", str(tmp_path / "t.wav"), "--bundle", str(bundle),
                  "--backend", "torch", "--voice", "test_voice", "--speed", "4"]) == 1
     assert "carries no traced twins" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_release_carries_a_device_check_kit_whose_golden_vectors_reproduce(releases, tmp_path):
+    """Every artifact (and function) has golden vectors in the bundle, and the bundle's
+    own packages, run by the MIL evaluator, give the golden outputs under their gates."""
+    from kokoro_build.verify.mil_eval import MilEvaluator
+    bundle = tmp_path / "kit"
+    with zipfile.ZipFile(releases[1]) as archive:
+        archive.extractall(bundle)
+    root = bundle / "tiny-release-1.2.3"
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert "device_check.py" in manifest["files"] and "device_check.json" in manifest["files"]
+    index = json.loads((root / "device_check.json").read_text())
+    packages = [a["package"] for s in manifest["stages"].values() for a in s["artifacts"]]
+    assert sorted(e["package"] for e in index["artifacts"]) == sorted(packages)
+
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("device_check", root / "device_check.py")
+    kit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kit)  # the shipped copy, as a Mac would run it
+
+    def predictor_for(entry):
+        precision = next(a["precision"] for s in manifest["stages"].values() for a in s["artifacts"]
+                         if a["package"] == entry["package"])
+        evaluator = MilEvaluator(root / entry["package"], precision)
+        return lambda inputs: evaluator.run(inputs, function=entry.get("function") or "main")
+    report = kit.run_kit(root, predictor_for, repeats=0)
+    assert report["passed"], [a for a in report["artifacts"] if not a["passed"]]
+    assert all(a["outputs"] for a in report["artifacts"])  # every artifact's outputs were gated
