@@ -1,0 +1,165 @@
+"""Conformance: our MIL evaluator held to coremltools' own MIL op unit tests.
+
+    .venv/bin/python benchmarks/mil_conformance.py [TEST_FILE_OR_NODE ...] [--json OUT] [-k EXPR]
+
+coremltools ships its op tests in the wheel (coremltools/converters/mil/mil/ops/tests/
+iOS14 ... iOS18). Each builds a small program, converts it, and compares Core ML's
+prediction with numpy-computed expected outputs; off macOS that comparison is skipped.
+This runner keeps everything of those tests except the prediction: `compare_backend`
+runs the *saved package* in our evaluator instead, under coremltools' own tolerances
+(its fp16 widening included). Only ML Program (mlprogram) cases run, fp16 and fp32.
+
+Each case is classified per op type of its program:
+- right: every output within tolerance;
+- wrong: an output out of tolerance, or of another shape;
+- refused: our evaluator named an op it has no kernel for (MilEvalError);
+- error: anything else raised while our evaluator ran (a bug of ours);
+cases that fail before the comparison (in coremltools' own conversion) are not counted.
+
+Prints a Markdown table per op type and overall; `--json` writes the rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# coremltools' test matrix, read at import of its testing_reqs: ML Programs only, fp16 and fp32
+os.environ.setdefault("PYMIL_TEST_TARGETS", "mlprogram")
+os.environ.setdefault("INCLUDE_MIL_FP32_UNIT_TESTS", "1")
+
+RESULTS: dict[str, dict] = {}  # test node id -> {"ops": [...], "status": ...}
+_CURRENT: dict = {}
+
+
+def _op_types(program) -> list[str]:
+    """The op types a case tests: its program's, without const and, beside others, the
+    casts that coremltools wraps fp16 programs in."""
+    from kokoro_build.verify.mil_eval import _walk
+    types = {op.op_type for f in program.functions.values() for op in _walk(f) if op.op_type != "const"}
+    return sorted(types - {"cast"} or types)
+
+
+def _evaluator_compare(mlmodel, input_key_values, expected_outputs, dtype="fp32", atol=1e-04, rtol=1e-05,
+                       also_compare_shapes=True, state=None, allow_mismatch_ratio=0.0):
+    """coremltools' compare_backend, with the prediction made by our evaluator."""
+    import numpy as np
+    import pytest
+
+    from kokoro_build.verify.kernels import MilEvalError
+    from kokoro_build.verify.mil_eval import MilEvaluator
+
+    record = _CURRENT.setdefault("record", {"ops": [], "status": None})
+    if state is not None:
+        record["status"] = "refused"
+        pytest.skip("stateful model: the evaluator runs no states")
+    try:
+        evaluator = MilEvaluator(mlmodel.package_path, "fp16" if dtype == "fp16" else "fp32")
+    except Exception as error:
+        record["status"] = "error"
+        raise AssertionError(f"evaluator could not load the package: {error}") from error
+    record["ops"] = _op_types(evaluator.program)
+    # as coremltools' run_core_ml_predict feeds Core ML: every array as float32
+    feed = {}
+    for name, value in input_key_values.items():
+        value = np.asarray(value)
+        feed[name] = value.astype(np.float32) if value.shape else np.array([value], np.float32)
+    try:
+        outputs = evaluator.run(feed)
+    except MilEvalError as error:
+        record["status"] = "refused" if "no kernel" in str(error) else "error"
+        raise
+    except Exception:
+        record["status"] = "error"
+        raise
+    if mlmodel.compute_unit.name != "CPU_ONLY" or dtype == "fp16":  # coremltools' own widening
+        atol, rtol = max(atol * 100.0, 5e-1), max(rtol * 100.0, 5e-2)
+    record["status"] = "wrong"  # until every output matches
+    for name, expected in expected_outputs.items():
+        got = outputs[name] if name in outputs else outputs[name.replace(".", "_")]
+        expected = np.asarray(expected)
+        if also_compare_shapes and not (expected.shape == () and got.shape == (1,)):
+            assert got.shape == expected.shape, f"{name}: shape {got.shape}, expected {expected.shape}"
+        try:
+            np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=atol, rtol=rtol)
+        except AssertionError:
+            mismatched = np.sum(~np.isclose(got.reshape(expected.shape), expected, atol=atol, rtol=rtol))
+            if mismatched / max(expected.size, 1) > allow_mismatch_ratio:
+                raise
+    record["status"] = "right"
+    return outputs
+
+
+class ConformancePlugin:
+    """pytest plugin: swap the comparison, record each case."""
+
+    def pytest_configure(self, config):
+        from coremltools.converters.mil import testing_utils
+        from coremltools.converters.mil.mil.ops.tests import testing_utils as op_testing_utils
+        testing_utils.compare_backend = _evaluator_compare
+        op_testing_utils.compare_backend = _evaluator_compare
+
+    def pytest_runtest_setup(self, item):
+        _CURRENT.clear()
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" and "record" in _CURRENT:
+            RESULTS[report.nodeid] = _CURRENT.pop("record")
+
+
+def summarize(results: dict[str, dict]) -> list[dict]:
+    per_op: dict[str, Counter] = defaultdict(Counter)
+    for record in results.values():
+        for op in record["ops"] or ["(not loaded)"]:
+            per_op[op][record["status"] or "error"] += 1
+    rows = [{"op": op, "cases": sum(c.values()), **{k: c[k] for k in ("right", "wrong", "refused", "error")}}
+            for op, c in sorted(per_op.items())]
+    overall = Counter(r["status"] or "error" for r in results.values())
+    rows.append({"op": "all cases", "cases": len(results),
+                 **{k: overall[k] for k in ("right", "wrong", "refused", "error")}})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| op type | cases | right | wrong | refused | error |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['op']} | {r['cases']} | {r['right']} | {r['wrong']} | {r['refused']} | {r['error']} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def coremltools_tests() -> Path:
+    import coremltools
+    return Path(coremltools.__file__).parent / "converters" / "mil" / "mil" / "ops" / "tests"
+
+
+def run(targets: list[str], keyword: str | None = None, quiet: bool = True) -> list[dict]:
+    import pytest
+    RESULTS.clear()
+    args = [*targets, "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(coremltools_tests()),
+            "-W", "ignore"] + (["-q", "--no-header", "-rN"] if quiet else []) + (["-k", keyword] if keyword else [])
+    pytest.main(args, plugins=[ConformancePlugin()])
+    return summarize(RESULTS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("targets", nargs="*", help="test files or node ids (default: every iOS* folder)")
+    parser.add_argument("-k", dest="keyword")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    base = coremltools_tests()
+    targets = args.targets or [str(p) for p in sorted(base.glob("iOS1*"))]
+    rows = run(targets, args.keyword)
+    print(markdown(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
