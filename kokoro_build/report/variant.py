@@ -105,9 +105,10 @@ def _findings(summary: dict, audio: dict) -> list[str]:
 
 
 def _off_ane(summary: dict) -> str:
-    """Name the stages whose supported ops are predicted to run elsewhere."""
-    off = [r["artifact"] for r in summary["artifacts"]
-           if r["placed_flop_share"] is not None and r["flop_share"] >= 0.5 and r["placed_flop_share"] < 0.5]
+    """Name the artifacts most of whose ops (or FLOPs) are supported, yet predicted to
+    run elsewhere."""
+    off = [r["artifact"] for r in summary["artifacts"] if r["placed_flop_share"] is not None
+           and max(r["op_share"], r["flop_share"]) >= 0.5 and r["placed_flop_share"] < 0.5]
     return (" Predicted off the ANE although mostly supported: " + ", ".join(off) + ".") if off else ""
 
 

@@ -53,10 +53,11 @@ def test_every_artifact_is_verified_and_reported(built):
     assert vocoder["verify"]["outputs"]["features"]["psnr_db"] >= 30
     assert 0 < vocoder["ane"]["flop_share"] <= 1 and vocoder["ane"]["segments"] >= 1
     assert vocoder["op_census"] and vocoder["passes"]  # the conversion report is merged in
-    # supported and predicted placement, apart: the RangeDim duration stage is mostly
-    # supported, yet predicted off the ANE (verify/placement.py)
+    # supported and predicted placement, apart: most of the RangeDim duration stage's ops
+    # are supported (89 %; its LSTMs hold most FLOPs in the small model), yet it is
+    # predicted off the ANE (verify/placement.py)
     duration = json.loads((variant / "duration" / "tokens_range.verify.json").read_text())["ane"]
-    assert duration["flop_share"] > 0.5 and duration["placement"]["ane_flop_share"] == 0.0
+    assert duration["op_share"] > 0.5 and duration["placement"]["ane_flop_share"] == 0.0
     assert vocoder["ane"]["placement"]["predicted"] and vocoder["ane"]["placement"]["ane_flop_share"] > 0
     assert "Predicted off the ANE although mostly supported: tokens_range.mlpackage" in (variant / "report.md").read_text()
     # The random weights give ~3 frames per token: the report sentence can't fit the
