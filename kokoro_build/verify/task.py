@@ -87,9 +87,9 @@ def verify_artifact(run: StageRun) -> None:
     import torch
 
     from kokoro_build.verify.ane import analyze_package, analyze_program
+    from kokoro_build.verify.audio import mel_correlation
     from kokoro_build.verify.golden import write_golden
     from kokoro_build.verify.lint import failing
-    from kokoro_build.verify.audio import mel_correlation
     from kokoro_build.verify.mil_eval import MilEvaluator
 
     package, function, out_path = run.paths.package, run.function, run.paths.verified
