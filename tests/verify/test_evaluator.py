@@ -134,3 +134,15 @@ def test_an_output_that_is_not_finite_fails_whatever_its_psnr():
     check = output_check(Stage, "x", expected, got, {"min_psnr_db": -1e9})  # a gate nothing misses
     assert not check["passed"]
     assert failures({"x": check}) == "x is not finite (NaN or inf)"
+
+
+def test_concat_of_zero_d_values_gives_a_vector_as_core_ml_does():
+    """A 0-d input to concat (here a reduce_sum without keep_dims): Core ML runs it; MIL's
+    type inference gives shape (2,). torch.cat refuses 0-d tensors."""
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3))], opset_version=ct.target.iOS17)
+    def program(x):
+        total = mb.reduce_sum(x=x, keep_dims=False)
+        return mb.concat(values=[total, mb.mul(x=total, y=2.0)], axis=0)
+    assert program.functions["main"].outputs[0].shape == (2,)
+    got = list(_run(program, {"x": np.array([[1, 2, 3]], np.float32)}).values())[0]
+    assert got.tolist() == [6.0, 12.0]

@@ -101,6 +101,8 @@ def slice_by_size(op, a):
 @kernel("concat")
 def concat(op, a):
     values = [v if isinstance(v, torch.Tensor) else torch.as_tensor(v) for v in a["values"]]
+    if values[0].dim() == 0:  # 0-d values: MIL (and Core ML) gives a vector of them
+        values = [v.reshape(1) for v in values]
     dim = axis(a.int("axis"), values[0].dim())
     if a.bool("interleave", False):  # [a0, b0, a1, b1, ...] along the axis
         return torch.stack(values, dim=dim + 1).flatten(dim, dim + 1)
