@@ -1,5 +1,5 @@
 """`kokoro-build ingest-device-report VARIANT FILE`: a device's measurements (the
-release kit's device_report.json, runtime/device_check.py) beside the prediction.
+release kit's device_report.json, verify/device_check.py) beside the prediction.
 
 For each artifact it writes `<stage>/<shape>.device.json` next to the verify report:
 the machine, the device's parity against the golden outputs, its timings, the measured
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from kokoro_build.store.manifest import load_manifest
 from kokoro_build.store.package import write_json
+from kokoro_build.verify.device_check import FORMAT
 
-FORMAT = "kokoro-build-device-report/1"  # = runtime/device_check.py FORMAT (a test checks)
 
 
 class DeviceReportError(ValueError):

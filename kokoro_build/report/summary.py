@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kokoro_build.report.device import device_path
 from kokoro_build.store.manifest import load_manifest, verify_path
 
 
@@ -47,7 +48,6 @@ def variant_summary(variant_dir: str | Path) -> dict:
 
 def _device(verified: Path) -> dict | None:
     """What an ingested device report measured for this artifact (report/device.py)."""
-    from kokoro_build.report.device import device_path
     path = device_path(verified)
     return json.loads(path.read_text()) if path.is_file() else None
 

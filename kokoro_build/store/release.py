@@ -28,11 +28,9 @@ from pathlib import Path
 from kokoro_build.store.manifest import RELEASE_FORMAT as FORMAT
 from kokoro_build.store.manifest import load_manifest
 from kokoro_build.store.package import atomic_path
+from kokoro_build.verify import device_check
 
 EPOCH = (1980, 1, 1, 0, 0, 0)
-# The device check kit ships as a file, copied as is (it imports nothing from us).
-DEVICE_CHECK = Path(__file__).resolve().parents[1] / "runtime" / "device_check.py"
-DEVICE_CHECK_INDEX = "device_check.json"  # = runtime/device_check.py INDEX (a test checks)
 
 
 class ReleaseError(RuntimeError):
@@ -65,7 +63,7 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
         raise ReleaseError(f"{variant_dir}: not released, these artifacts failed verification: "
                            f"{', '.join(failed)}")
     files: dict[str, bytes | Path] = {}
-    checks: list[dict] = []  # the device check kit's index (runtime/device_check.py)
+    checks: list[dict] = []  # the device check kit's index (verify/device_check.py)
     for stage_name, stage in manifest["stages"].items():
         for artifact in stage["artifacts"]:
             package = variant_dir / artifact["package"]
@@ -88,8 +86,9 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
     runtime = manifest["runtime"]  # config, vocab, voices: what the chain reads
     for entry in (runtime["config"], runtime["vocab"], *runtime["voices"].values()):
         files[entry["path"]] = variant_dir / entry["path"]
-    files[DEVICE_CHECK_INDEX] = _stable_json({"variant": manifest["name"], "artifacts": checks})
-    files[DEVICE_CHECK.name] = DEVICE_CHECK
+    # the device check kit ships as a file, copied as is (it imports nothing of ours)
+    files[device_check.INDEX] = _stable_json({"variant": manifest["name"], "artifacts": checks})
+    files["device_check.py"] = Path(device_check.__file__)
     return files, manifest
 
 

@@ -153,34 +153,23 @@ def analyze_package(package: str | Path, analyzer: str = "static", compute_units
 
 def compute_plan_report(package: str | Path, compute_units: str = "cpu_and_ne",
                         function: str = "main") -> dict:
-    """The same schema from Core ML's own placement (MLComputePlan, macOS 14.4+).
-    Untested here: this machine is Linux."""
+    """The same schema from Core ML's own placement (MLComputePlan, macOS 14.4+), read
+    by the device check kit's `compute_plan`. Untested here: this machine is Linux."""
     if platform.system() != "Darwin":
         raise RuntimeError("the compute-plan ANE analyzer needs macOS (MLComputePlan); "
                            "use `analyzer: static` on Linux")
-    import coremltools as ct
-    from coremltools.models.compute_plan import MLComputePlan
+    from kokoro_build.verify.device_check import compute_plan
 
-    from kokoro_build.schema.config import COMPUTE_UNIT_NAMES
-    compiled = ct.models.utils.compile_model(str(package))
-    plan = MLComputePlan.load_from_path(
-        path=compiled, compute_units=getattr(ct.ComputeUnit, COMPUTE_UNIT_NAMES[compute_units]))
-    operations = plan.model_structure.program.functions[function].block.operations
     verdicts, weights, eligible_weight, segments, previous, ops = Counter(), 0.0, 0.0, 0, None, []
-    for operation in operations:
-        if operation.operator_name == "const":
-            continue
-        usage = plan.get_compute_device_usage_for_mlprogram_operation(operation)
-        device = type(usage.preferred_compute_device).__name__ if usage else "none"
-        verdict = ELIGIBLE if "NeuralEngine" in device else "cpu"
-        cost = plan.get_estimated_cost_for_mlprogram_operation(operation)
-        weight = cost.weight if cost else 0.0
+    for operation in compute_plan(Path(package), function, compute_units):
+        verdict = ELIGIBLE if operation["device"] == "ane" else "cpu"
+        weight = operation["cost"] or 0.0
         verdicts[verdict] += 1
         weights += weight
         eligible_weight += weight if verdict == ELIGIBLE else 0.0
         if verdict != ELIGIBLE:
-            ops.append({"op": operation.outputs[0].name if operation.outputs else "",
-                        "type": operation.operator_name, "verdict": verdict, "reason": device})
+            ops.append({"op": operation["op"], "type": operation["type"], "verdict": verdict,
+                        "reason": operation["device"]})
         segments += (verdict == ELIGIBLE) != previous
         previous = verdict == ELIGIBLE
     count = sum(verdicts.values())

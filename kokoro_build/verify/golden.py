@@ -1,6 +1,6 @@
 """Golden vectors: an artifact's fixed-seed inputs and the MIL evaluator's outputs on
 them, as `<shape>.golden.npz` beside its verify report (schema/run.py `golden_path`). The release's device check kit
-(runtime/device_check.py) replays them on a Mac under the same gates.
+(verify/device_check.py, which also holds the reader) replays them on a Mac under the same gates.
 
 Written as a zip of `.npy` members with one fixed timestamp, so two builds of the same
 inputs give the same bytes (numpy's own savez stamps the current time); `numpy.load`
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from kokoro_build.store.package import atomic_path
+from kokoro_build.verify.device_check import INPUT, OUTPUT, read_golden  # noqa: F401  (one reader)
 
 EPOCH = (1980, 1, 1, 0, 0, 0)
-INPUT, OUTPUT = "input.", "output."
 
 
 def write_golden(path: str | Path, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
@@ -30,11 +30,3 @@ def write_golden(path: str | Path, inputs: dict[str, np.ndarray], outputs: dict[
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=EPOCH)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, buffer.getvalue())
-
-
-def read_golden(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(inputs, outputs) by name."""
-    with np.load(path, allow_pickle=False) as data:
-        inputs = {k[len(INPUT):]: data[k] for k in data.files if k.startswith(INPUT)}
-        outputs = {k[len(OUTPUT):]: data[k] for k in data.files if k.startswith(OUTPUT)}
-    return inputs, outputs

@@ -101,10 +101,10 @@ def verify_artifact(run: StageRun) -> None:
     start = time.time()
     evaluator = MilEvaluator(package, run.precision)
     shapes: dict = {}
-    evaluated = evaluator.run({n: x.numpy() for n, x in zip(names, inputs)}, shapes=shapes,
-                              function=function_name)
+    feed = {n: x.numpy() for n, x in zip(names, inputs)}
+    evaluated = evaluator.run(feed, shapes=shapes, function=function_name)
     eval_seconds = time.time() - start
-    write_golden(run.paths.golden, {n: x.numpy() for n, x in zip(names, inputs)}, evaluated)
+    write_golden(run.paths.golden, feed, evaluated)
     reference, twin_seconds = run_twin(run.paths.traced, inputs)
     outputs = {}
     for spec, expected in zip(stage.outputs(at), reference):

@@ -15,7 +15,9 @@ and writes `device_report.json` (OS, chip, coremltools version), which
 `kokoro-build ingest-device-report VARIANT FILE` puts beside the prediction.
 
 This file is copied into every release as is: it imports nothing from kokoro_build.
-Only its comparison and report code runs on Linux (with an injected predictor).
+The build reads its golden-vector reader and, on a Mac, its `compute_plan` (the
+`compute-plan` analyzer, ane.py). Only its comparison and report code runs on Linux
+(with an injected predictor).
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ INDEX = "device_check.json"
 INPUT, OUTPUT = "input.", "output."
 
 Predictor = Callable[[dict], dict]
+# pipeline.yaml's compute_units -> coremltools' ComputeUnit member
+COMPUTE_UNITS = {"all": "ALL", "cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE"}
 
 
 def psnr_db(expected: np.ndarray, got: np.ndarray) -> float:
@@ -48,7 +52,8 @@ def psnr_db(expected: np.ndarray, got: np.ndarray) -> float:
     return 10.0 * np.log10(max(peak, 1e-12) ** 2 / error)
 
 
-def read_golden(path: Path) -> tuple[dict, dict]:
+def read_golden(path: str | Path) -> tuple[dict, dict]:
+    """(inputs, outputs) by name, from a `<shape>.golden.npz` (verify/golden.py writes it)."""
     with np.load(path, allow_pickle=False) as data:
         return ({k[len(INPUT):]: data[k] for k in data.files if k.startswith(INPUT)},
                 {k[len(OUTPUT):]: data[k] for k in data.files if k.startswith(OUTPUT)})
@@ -88,8 +93,7 @@ def check_artifact(entry: dict, root: Path, predictor: Predictor, repeats: int =
 
 def coreml_predictor(package: Path, function: str | None, compute_units: str) -> Predictor:
     import coremltools as ct
-    units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY,
-             "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}[compute_units]
+    units = getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units])
     kwargs = {"function_name": function} if function else {}
     model = ct.models.MLModel(str(package), compute_units=units, **kwargs)
     return lambda inputs: model.predict(inputs)
@@ -99,8 +103,7 @@ def compute_plan(package: Path, function: str | None, compute_units: str) -> lis
     """Each op's preferred device and estimated cost, from the compiled model."""
     import coremltools as ct
     from coremltools.models.compute_plan import MLComputePlan
-    units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY,
-             "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}[compute_units]
+    units = getattr(ct.ComputeUnit, COMPUTE_UNITS[compute_units])
     compiled = ct.models.utils.compile_model(str(package))
     plan = MLComputePlan.load_from_path(path=compiled, compute_units=units)
     program = plan.model_structure.program
