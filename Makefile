@@ -7,6 +7,10 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 CONFIG ?= pipeline.yaml
 
 CHROMIUM ?= /usr/bin/chromium
+# The tests are single-threaded builds (user+sys ~ wall): two pytest-xdist workers use
+# both cores. Each shared build stays on one worker (tests/conftest.py groups them).
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: build test test-fast clean-venv chromium
 
@@ -31,10 +35,10 @@ build: $(VENV)/.runtime
 	$(VENV)/bin/doit config=$(CONFIG)
 
 test: $(VENV)/.test chromium
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 test-fast: $(VENV)/.test
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(XDIST) -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)
