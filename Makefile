@@ -7,10 +7,6 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 CONFIG ?= pipeline.yaml
 
 CHROMIUM ?= /usr/bin/chromium
-# The tests are single-threaded builds (user+sys ~ wall): two pytest-xdist workers use
-# both cores. Each shared build stays on one worker (tests/conftest.py groups them).
-TEST_WORKERS ?= 2
-XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: build test test-fast clean-venv chromium
 
@@ -35,10 +31,10 @@ build: $(VENV)/.runtime
 	$(VENV)/bin/doit config=$(CONFIG)
 
 test: $(VENV)/.test chromium
-	$(PY) -m pytest $(XDIST)
+	$(PY) -m pytest
 
 test-fast: $(VENV)/.test
-	$(PY) -m pytest $(XDIST) -m "not slow"
+	$(PY) -m pytest -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -63,18 +63,17 @@ def main() -> None:
     median = {name: statistics.median(t) for name, t in times.items()}
     rtf = {name: audio_seconds / median[name] for name in BACKENDS}
     correlation = [mel_correlation(a.audio, b.audio) for a, b in zip(speeches["torch"], speeches["executorch"])]
-    manifest = json.loads((Path(args.variant) / "manifest.json").read_text())
+    from kokoro_build.schema.manifest import load_manifest
     programs = {}
-    for stage_name, stage in manifest["stages"].items():
-        for artifact in stage["artifacts"]:
-            if "executorch" in artifact:
-                entry = artifact["executorch"]
-                programs[Path(entry["program"]).name] = {
-                    "stage": stage_name, "megabytes": round(entry["bytes"] / 1e6, 1),
-                    "package_megabytes": round(artifact["bytes"] / 1e6, 1),
-                    "delegated_share": entry["delegated_share"],
-                    "min_psnr_db": round(min(entry["verify"]["psnr_db"].values()), 1),
-                    "coreml_min_psnr_db": round(min(artifact["verify"]["psnr_db"].values()), 1)}
+    for stage_name, artifact in load_manifest(args.variant).artifacts():
+        entry = artifact.executorch
+        if entry is not None:
+            programs[Path(entry.program).name] = {
+                "stage": stage_name, "megabytes": round(entry.bytes / 1e6, 1),
+                "package_megabytes": round(artifact.bytes / 1e6, 1),
+                "delegated_share": entry.delegated_share,
+                "min_psnr_db": round(min(entry.verify.psnr_db.values()), 1),
+                "coreml_min_psnr_db": round(min(artifact.verify.psnr_db.values()), 1)}
     result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor()}",
               "threads": torch.get_num_threads(), "sentences": len(SENTENCES), "audio_seconds": round(audio_seconds, 2),
               "median_seconds": {k: round(v, 3) for k, v in median.items()},

@@ -33,21 +33,21 @@ VOICE = "jf_alpha"
 
 
 def variant_row(variant: Path, phonemes: list[str]) -> dict:
-    from kokoro_build.store.manifest import load_manifest
+    from kokoro_build.schema.manifest import load_manifest
     from kokoro_build.runtime import Chain
     from kokoro_build.verify.audio import mel_correlation
 
     manifest = load_manifest(variant)
     packages, stages = {}, {}
-    for name, stage in manifest["stages"].items():
-        if stage["kind"] == "g2p":
+    for name, stage in manifest.stages.items():
+        if stage.kind == "g2p":
             continue
-        for artifact in stage["artifacts"]:
-            packages[artifact["package"]] = artifact["bytes"]
-        worst = min(min(a["verify"]["psnr_db"].values()) for a in stage["artifacts"])
-        flops = min(a["ane"]["flop_share"] for a in stage["artifacts"])
-        mb = sum(a["bytes"] for a in stage["artifacts"]) / 1e6
-        compress = stage["artifacts"][0].get("compress")
+        for artifact in stage.artifacts:
+            packages[artifact.package] = artifact.bytes
+        worst = min(min(a.verify.psnr_db.values()) for a in stage.artifacts)
+        flops = min(a.ane.flop_share or 0.0 for a in stage.artifacts)
+        mb = sum(a.bytes for a in stage.artifacts) / 1e6
+        compress = stage.artifacts[0].compress
         stages[name] = {"psnr_db": round(worst, 1), "ane_flop_share": round(flops, 3), "mb": round(mb, 2),
                         "compress": compress}
     twin, saved = Chain(variant, backend="torch"), Chain(variant, backend="mil")
@@ -56,7 +56,7 @@ def variant_row(variant: Path, phonemes: list[str]) -> dict:
         reference = twin.speak_phonemes(text, VOICE, seed=i).audio
         got = saved.speak_phonemes(text, VOICE, seed=i).audio
         correlations.append(mel_correlation(reference, got))
-    return {"variant": manifest["name"], "mb": round(sum(packages.values()) / 1e6, 1), "stages": stages,
+    return {"variant": manifest.name, "mb": round(sum(packages.values()) / 1e6, 1), "stages": stages,
             "mel_correlation_mean": round(sum(correlations) / len(correlations), 4),
             "mel_correlation_worst": round(min(correlations), 4), "seconds": round(time.time() - start, 1)}
 

@@ -31,7 +31,7 @@ def main() -> None:
 
     import torch
 
-    from kokoro_build.store.manifest import load_manifest
+    from kokoro_build.schema.manifest import load_manifest
     from kokoro_build.report.summary import variant_summary
     from kokoro_build.runtime.chain import Chain
 
@@ -55,7 +55,7 @@ def main() -> None:
     summary = variant_summary(variant)
     print(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "variant": manifest["name"], "frames": args.frames, "bucket": size, "audio_seconds": seconds,
+        "variant": manifest.name, "frames": args.frames, "bucket": size, "audio_seconds": seconds,
         "evaluator_seconds": round(best, 2), "real_time_factor": round(seconds / best, 2),
         "first_run_seconds": round(times[0], 2),
         "stages": list(chain.stages),

@@ -89,19 +89,19 @@ def main() -> None:
     parser.add_argument("--backend", default="mil", choices=("mil", "torch"))
     args = parser.parse_args()
 
-    from kokoro_build.store.manifest import load_manifest
+    from kokoro_build.schema.manifest import load_manifest
     from kokoro_build.runtime.backends import make_backend
     from kokoro_build.runtime.device_g2p import DeviceG2P
 
     variant = Path(args.variant)
     manifest = load_manifest(variant)
     device = DeviceG2P.from_variant(variant, manifest, make_backend(args.backend, variant))
-    stage = next(s for s in manifest["stages"].values() if s["kind"] == "g2p")
+    stage = manifest.stage_of_kind("g2p")
     words = held_out_words(device.lexicon, args.split)
     per = neural_per(device, words, device.lexicon)
     agree = agreement(device, CORPUS.read_text(encoding="utf-8").splitlines())
-    sizes = {"lexicon_mb": stage["lexicon"]["bytes"] / 1e6, "lexicon_entries": stage["lexicon"]["entries"],
-             "neural_mb": stage["artifacts"][0]["bytes"] / 1e6}
+    sizes = {"lexicon_mb": stage.lexicon.bytes / 1e6, "lexicon_entries": stage.lexicon.entries,
+             "neural_mb": stage.artifacts[0].bytes / 1e6}
     print(f"## G2P ({args.split} split, {args.backend} backend, {platform.machine()})")
     print(f"neural PER on {per['words']} held-out words: {per['per']:.1%} "
           f"(without stress marks {per['per_no_stress']:.1%}), words exact {per['word_accuracy']:.1%}, "

@@ -35,29 +35,29 @@ def main() -> None:
     parser.add_argument("--variant", default=str(ROOT / "artifacts" / "default"))
     args = parser.parse_args()
 
-    from kokoro_build.store.manifest import load_manifest
+    from kokoro_build.schema.manifest import load_manifest
     variant = Path(args.variant)
     manifest = load_manifest(variant)
     stages, merged_bytes = {}, {}
     with tempfile.TemporaryDirectory() as scratch:
-        for name, stage in manifest["stages"].items():
-            packages = {Path(a["package"]).stem: variant / a["package"] for a in stage["artifacts"]}
-            if len(packages) < 2 or stage.get("packaging") == "multifunction":
+        for name, stage in manifest.stages.items():
+            packages = {Path(a.package).stem: variant / a.package for a in stage.artifacts}
+            if len(packages) < 2 or stage.packaging == "multifunction":
                 continue
-            separate = sum(a["bytes"] for a in stage["artifacts"])
+            separate = sum(a.bytes for a in stage.artifacts)
             size, seconds = merge(packages, Path(scratch) / f"{name}.mlpackage")
             merged_bytes[name] = size
             stages[name] = {"buckets": len(packages), "separate_mb": round(separate / 1e6, 1),
                             "multifunction_mb": round(size / 1e6, 1), "merge_seconds": round(seconds, 1)}
         cross = {}
         if {"prosody", "vocoder"} <= set(merged_bytes):
-            functions = {f"{name}_{Path(a['package']).stem}": variant / a["package"]
-                         for name in ("prosody", "vocoder") for a in manifest["stages"][name]["artifacts"]}
+            functions = {f"{name}_{Path(a.package).stem}": variant / a.package
+                         for name in ("prosody", "vocoder") for a in manifest.stages[name].artifacts}
             size, seconds = merge(functions, Path(scratch) / "prosody_vocoder.mlpackage")
             cross = {"per_stage_multifunction_mb": round((merged_bytes["prosody"] + merged_bytes["vocoder"]) / 1e6, 1),
                      "one_package_mb": round(size / 1e6, 1), "merge_seconds": round(seconds, 1)}
     print(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
-                      "variant": manifest["name"], "stages": stages, "prosody_and_vocoder": cross}))
+                      "variant": manifest.name, "stages": stages, "prosody_and_vocoder": cross}))
 
 
 if __name__ == "__main__":

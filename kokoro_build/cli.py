@@ -6,6 +6,7 @@ import json
 import sys
 
 from kokoro_build.schema.config import ConfigError, load_config
+from kokoro_build.schema.manifest import ManifestError
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -104,7 +105,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         speech = None
         if not args.no_speech and a.manifest and b.manifest:
             speech = speech_correlation(a, b, args.backend)
-    except DiffError as error:
+    except (DiffError, ManifestError) as error:
         print(f"kokoro-build diff: {error}", file=sys.stderr)
         return 1
     print(format_diff(a, b, markdown=args.markdown, speech=speech), end="")
@@ -118,7 +119,7 @@ def cmd_ingest_device_report(args: argparse.Namespace) -> int:
     variant = Path(args.artifacts) / args.variant
     try:
         rows = ingest(variant, args.file)
-    except (DeviceReportError, FileNotFoundError) as error:
+    except (DeviceReportError, FileNotFoundError, ManifestError) as error:
         print(f"kokoro-build ingest-device-report: {error}", file=sys.stderr)
         return 1
     print(format_rows(rows))
@@ -135,7 +136,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     variant_dir = Path(args.artifacts) / args.variant
     try:
         out = build_release(variant_dir, args.dist, args.version or __version__)
-    except (FileNotFoundError, ReleaseError) as error:
+    except (FileNotFoundError, ReleaseError, ManifestError) as error:
         print(f"kokoro-build release: {error}", file=sys.stderr)
         return 1
     problems = verify_release(out)  # what was written reads back

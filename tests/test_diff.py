@@ -8,6 +8,7 @@ import pytest
 from kokoro_build.cli import main as cli
 from kokoro_build.schema.config import load_config
 from kokoro_build.schema.recipes import config_diff
+from tests import manifests
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,13 +29,14 @@ def fake_variant(root: Path, name: str, vocoder_sha: str, mb: float, psnr: float
     (variant / "vocoder").mkdir(parents=True)
     (variant / "vocoder" / "frames_120.verify.json").write_text(json.dumps(
         {"op_census": {"conv": 10, "add": 5}, "seconds": {"export": 2.0, "convert": 3.0}}))
-    artifact = {"package": "vocoder/frames_120.mlpackage", "sha256": vocoder_sha, "bytes": int(mb * 1e6),
-                "verify_report": "vocoder/frames_120.verify.json", "verify": {"passed": True, "psnr_db": {"audio": psnr}},
-                "ane": {"flop_share": 0.7}}
-    config = load_config(ROOT / "recipes" / ("w8.yaml" if name == "b" else "ane-chain.yaml")).model_dump(mode="json")
-    (variant / "manifest.json").write_text(json.dumps({
-        "format": "kokoro-build-manifest/2", "name": name, "config": config,
-        "stages": {"vocoder": {"kind": "vocoder", "artifacts": [artifact]}}}))
+    artifact = manifests.artifact(
+        "vocoder/frames_120.mlpackage", "vocoder/frames_120.verify.json", sha256=vocoder_sha, bytes=int(mb * 1e6),
+        verify={"passed": True, "psnr_db": {"audio": psnr}},
+        ane={"analyzer": "static", "measured": False, "flop_share": 0.7, "segments": 1,
+             "placement": {"predicted": True, "device": "ane", "ane_flop_share": 0.7, "segments": 1}})
+    typed = manifests.manifest(name, {"vocoder": {"kind": "vocoder", "artifacts": [artifact]}})
+    typed.config = load_config(ROOT / "recipes" / ("w8.yaml" if name == "b" else "ane-chain.yaml")).model_dump(mode="json")
+    (variant / "manifest.json").write_text(json.dumps(typed.as_json()))
     return variant
 
 

@@ -24,9 +24,12 @@ def _voiced(rate: int = 24000, seconds: float = 2.0) -> np.ndarray:
 def fake_variant(monkeypatch, tmp_path):
     reference = _voiced()
     degraded = reference + np.random.default_rng(0).normal(0, 0.02, reference.shape).astype(np.float32)
-    speech = lambda audio: SimpleNamespace(audio=audio, sample_rate=24000, real_time_factor=1.0)  # noqa: E731
+    def speech(audio, durations):
+        return SimpleNamespace(audio=audio, sample_rate=24000, real_time_factor=1.0,
+                               chunks=[SimpleNamespace(durations=np.array(durations))])
     monkeypatch.setattr(variant, "variant_summary", lambda root: SUMMARY)
-    monkeypatch.setattr(variant, "speak_both", lambda root, voice: (speech(reference), speech(degraded)))
+    monkeypatch.setattr(variant, "speak_both", lambda root, voice: (
+        speech(reference, [3, 5, 2, 4]), speech(degraded, [3, 6, 2, 4])))  # one token a frame longer
     return tmp_path
 
 
@@ -66,3 +69,14 @@ def test_report_command_exits_2_when_the_speech_missed_a_gate(fake_variant, monk
     monkeypatch.setattr(summary, "variant_summary", lambda root: SUMMARY)
     assert main(["report", fake_variant.name, "--artifacts", str(fake_variant.parent)]) == 2
     assert "missed verify.audio: pesq" in capsys.readouterr().out
+
+
+def test_the_durations_are_judged_on_their_own_and_can_be_gated(fake_variant):
+    gates = {"min_pesq": None, "max_mcd_db": None, "min_mel_correlation": None}
+    _report(fake_variant, gates)
+    audio = json.loads((fake_variant / "report" / "summary.json").read_text())["audio"]
+    assert audio["durations"]["changed_share"] == 0.25 and audio["durations"]["length_change_frames"] == 1
+    assert "durations: 25.0% of 4 tokens changed (largest 1 frames, length +1 of 14 frames)" in \
+        (fake_variant / "report.md").read_text()
+    with pytest.raises(variant.AudioGateError, match=r"duration_changed_share 0.250 > 0.02"):
+        _report(fake_variant, {**gates, "max_duration_changed_share": 0.02})

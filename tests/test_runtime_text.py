@@ -3,6 +3,8 @@ import pytest
 
 from kokoro_build.runtime.backends import BackendError, make_backend
 from kokoro_build.runtime.text import chunk_phonemes, halve, speakable, split_at_break
+from kokoro_build.schema.manifest import RunnableStage
+from tests.manifests import runnable
 
 
 def test_chunks_end_at_sentence_breaks_and_respect_the_limit():
@@ -41,19 +43,16 @@ def test_backends_by_name(tmp_path):
 def test_the_chain_picks_the_least_padding():
     from kokoro_build.runtime.chain import Chain
     chain = Chain.__new__(Chain)  # no model: only the manifest's artifact list matters here
-    masked = [{"name": "valid_frames"}]
-    bucket = lambda size: {"sizes": {"frames": size}, "inputs": masked}  # noqa: E731
-    chain.stages = {"vocoder": {"artifacts": [
-        bucket(120), bucket(400),
-        {"sizes": {"frames": 300}, "inputs": masked, "flexible": {"frames": {"enumerated": [200, 300]}}},
-        {"sizes": {"frames": 900}, "inputs": [], "flexible": {"frames": {"range": [700, 900]}}}]}}
+    chain.stages = {"vocoder": RunnableStage(kind="vocoder", artifacts=[
+        runnable(120), runnable(400), runnable(300, flexible={"frames": {"enumerated": [200, 300]}}),
+        runnable(900, inputs=(), flexible={"frames": {"range": [700, 900]}})])}
     assert chain._pick("vocoder", "frames", 100)[1] == 120
     assert chain._pick("vocoder", "frames", 150)[1] == 200  # an enumerated size
     assert chain._pick("vocoder", "frames", 350)[1] == 400
     assert chain._pick("vocoder", "frames", 650) == (None, None)  # the range can't pad up to 700
-    assert chain._pick("vocoder", "frames", 812) == (chain.stages["vocoder"]["artifacts"][3], 812)
+    assert chain._pick("vocoder", "frames", 812) == (chain.stages["vocoder"].artifacts[3], 812)
     assert chain._pick("vocoder", "frames", 901) == (None, None)
-    chain.stages["vocoder"]["artifacts"][2]["inputs"] = []  # unmasked: exact sizes only
+    chain.stages["vocoder"].artifacts[2].inputs = []  # unmasked: exact sizes only
     assert chain._pick("vocoder", "frames", 200)[1] == 200 and chain._pick("vocoder", "frames", 190)[1] == 400
 
 

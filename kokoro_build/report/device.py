@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kokoro_build.store.manifest import load_manifest
+from kokoro_build.schema.manifest import load_manifest
 from kokoro_build.store.package import write_json
 from kokoro_build.verify.device_check import FORMAT
 
@@ -44,17 +44,17 @@ def ingest(variant_dir: str | Path, report_file: str | Path) -> list[dict]:
         raise DeviceReportError(f"{report_file}: format {report.get('format')!r}, expected {FORMAT!r} "
                                 "(written by the release's device_check.py)")
     manifest = load_manifest(root)
-    if report.get("variant") != manifest["name"]:
+    if report.get("variant") != manifest.name:
         raise DeviceReportError(f"{report_file} is a report of variant {report.get('variant')!r}, "
-                                f"not {manifest['name']!r}")
-    artifacts = {(a["package"], a.get("function")): a for s in manifest["stages"].values() for a in s["artifacts"]}
+                                f"not {manifest.name!r}")
+    artifacts = {(a.package, a.function): a for _, a in manifest.artifacts()}
     rows = []
     for measured in report["artifacts"]:
         key = (measured["package"], measured.get("function"))
         if key not in artifacts:
             raise DeviceReportError(f"{report_file}: {key[0]}{':' + key[1] if key[1] else ''} "
-                                    f"is not an artifact of {manifest['name']}")
-        verify_report = artifacts[key]["verify_report"]
+                                    f"is not an artifact of {manifest.name}")
+        verify_report = artifacts[key].verify_report
         placement = json.loads((root / verify_report).read_text())["ane"].get("placement", {})
         predicted = placement.get("op_devices", {})
         plan = measured.get("compute_plan", [])

@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from kokoro_build.schema.manifest import Manifest
+
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 METRICS = (("size MB", "mb"), ("worst parity dB", "psnr_db"), ("ANE-supported FLOP share", "flop_share"),
            ("predicted ANE FLOP share", "placed_flop_share"),
@@ -33,12 +35,12 @@ class Side:
     label: str
     config: dict | None  # the validated config (model_dump)
     variant_dir: Path | None  # built, with a manifest.json
-    manifest: dict | None
+    manifest: Manifest | None
 
 
 def resolve(spec: str, artifacts: Path, recipes: Path) -> Side:
     from kokoro_build.schema.config import ConfigError, load_config
-    from kokoro_build.store.manifest import load_manifest
+    from kokoro_build.schema.manifest import load_manifest
     from kokoro_build.plan.paths import artifacts_dir
 
     config_path = None
@@ -60,7 +62,7 @@ def resolve(spec: str, artifacts: Path, recipes: Path) -> Side:
         variant_dir = artifacts / spec
     if (variant_dir / "manifest.json").is_file():
         manifest = load_manifest(variant_dir)
-        config = config or manifest.get("config")
+        config = config or manifest.config
     elif config_path is None:
         raise DiffError(f"{spec!r} is neither a pipeline file, a recipe in {recipes}/, nor a built "
                         f"variant in {artifacts}/")
@@ -70,34 +72,34 @@ def resolve(spec: str, artifacts: Path, recipes: Path) -> Side:
 def stage_metrics(side: Side) -> dict[str, dict[str, float]]:
     """{stage: {mb, psnr_db, flop_share, ops, seconds}} of a built side (G2P included)."""
     metrics = {}
-    for name, stage in side.manifest["stages"].items():
-        if not stage["artifacts"]:
+    for name, stage in side.manifest.stages.items():
+        artifacts = stage.artifacts
+        if not artifacts:
             continue
-        packages = {a["package"]: a["bytes"] for a in stage["artifacts"]}
-        reports = [json.loads((side.variant_dir / a["verify_report"]).read_text()) for a in stage["artifacts"]]
+        packages = {a.package: a.bytes for a in artifacts}
+        reports = [json.loads((side.variant_dir / a.verify_report).read_text()) for a in artifacts]
         metrics[name] = {
             "mb": sum(packages.values()) / 1e6,
-            "psnr_db": min(min(a["verify"]["psnr_db"].values()) for a in stage["artifacts"]),
-            "flop_share": min(a["ane"]["flop_share"] for a in stage["artifacts"]),
-            "placed_flop_share": min(a["ane"].get("placement", {}).get("ane_flop_share", 0.0)
-                                     for a in stage["artifacts"]),
+            "psnr_db": min(min(a.verify.psnr_db.values()) for a in artifacts),
+            "flop_share": min(a.ane.flop_share or 0.0 for a in artifacts),
+            "placed_flop_share": min(a.ane.placement.ane_flop_share or 0.0 for a in artifacts),
             "ops": sum(sum(r.get("op_census", {}).values()) for r in reports),
             "seconds": sum(sum(v for v in r.get("seconds", {}).values() if isinstance(v, (int, float)))
                            for r in reports),
         }
-        programs = [a["executorch"] for a in stage["artifacts"] if "executorch" in a]
+        programs = [a.executorch for a in artifacts if a.executorch is not None]
         if programs:
-            metrics[name].update(pte_mb=sum(p["bytes"] for p in programs) / 1e6,
-                                 pte_psnr_db=min(min(p["verify"]["psnr_db"].values()) for p in programs))
+            metrics[name].update(pte_mb=sum(p.bytes for p in programs) / 1e6,
+                                 pte_psnr_db=min(min(p.verify.psnr_db.values()) for p in programs))
     return metrics
 
 
 def artifact_digests(side: Side) -> dict[str, str]:
     """{"stage package[:function]": sha256}, and {"stage program": sha256} for .pte files."""
-    digests = {f"{stage} {a['package']}" + (f":{a['function']}" if a.get("function") else ""): a["sha256"]
-               for stage, s in side.manifest["stages"].items() for a in s["artifacts"]}
-    digests.update({f"{stage} {a['executorch']['program']}": a["executorch"]["sha256"]
-                    for stage, s in side.manifest["stages"].items() for a in s["artifacts"] if "executorch" in a})
+    digests = {f"{stage} {a.package}" + (f":{a.function}" if a.function else ""): a.sha256
+               for stage, a in side.manifest.artifacts()}
+    digests.update({f"{stage} {a.executorch.program}": a.executorch.sha256
+                    for stage, a in side.manifest.artifacts() if a.executorch is not None})
     return digests
 
 
@@ -108,7 +110,7 @@ def speech_correlation(a: Side, b: Side, backend: str) -> float:
 
     phonemes = misaki_g2p()(SENTENCE)
     def voices(side: Side) -> set[str]:
-        return set(((side.manifest.get("config") or {}).get("model") or {}).get("voices") or ["jf_alpha"])
+        return set(((side.manifest.config or {}).get("model") or {}).get("voices") or ["jf_alpha"])
     shared = sorted(voices(a) & voices(b))
     if not shared:
         raise DiffError(f"{a.label} and {b.label} share no voice: no speech to compare")

@@ -6,24 +6,25 @@ import json
 from pathlib import Path
 
 from kokoro_build.report.device import device_path
-from kokoro_build.store.manifest import load_manifest, verify_path
+from kokoro_build.schema.manifest import Manifest, load_manifest
+from kokoro_build.store.manifest import verify_path
 
 
 def variant_summary(variant_dir: str | Path) -> dict:
     root = Path(variant_dir)
     manifest = load_manifest(root)
     rows, stages = [], {}
-    for stage_name, stage in manifest["stages"].items():
+    for stage_name, stage in manifest.stages.items():
         flops = eligible = unknown = placed = 0.0
-        for artifact in stage["artifacts"]:
-            verified = artifact.get("verify_report") or verify_path(artifact["package"])
+        for artifact in stage.artifacts:
+            verified = artifact.verify_report or verify_path(artifact.package)
             report = json.loads((root / verified).read_text())
             verify, ane = report["verify"], report["ane"]
             worst = min(verify["outputs"].items(), key=lambda kv: kv[1]["psnr_db"] - kv[1]["min_psnr_db"])
             rows.append({
-                "stage": stage_name, "kind": stage["kind"], "artifact": Path(artifact["package"]).name + (
-                    f":{artifact['function']}" if artifact.get("function") else ""),
-                "megabytes": artifact["bytes"] / 1e6, "precision": artifact["precision"],
+                "stage": stage_name, "kind": stage.kind, "artifact": Path(artifact.package).name + (
+                    f":{artifact.function}" if artifact.function else ""),
+                "megabytes": artifact.bytes / 1e6, "precision": artifact.precision,
                 "passed": verify["passed"], "worst_output": worst[0], "psnr_db": worst[1]["psnr_db"],
                 "min_psnr_db": worst[1]["min_psnr_db"], "mel_correlation": worst[1].get("mel_correlation"),
                 "op_share": ane["op_share"], "flop_share": ane["flop_share"],
@@ -36,12 +37,12 @@ def variant_summary(variant_dir: str | Path) -> dict:
             eligible += ane["eligible_flops"]
             unknown += ane.get("unknown_flop_share", 0.0) * ane["flops"]
             placed += (_placed(ane) or 0.0) * ane["flops"]
-        stages[stage_name] = {"kind": stage["kind"], "artifacts": len(stage["artifacts"]),
+        stages[stage_name] = {"kind": stage.kind, "artifacts": len(stage.artifacts),
                               "flop_share": eligible / flops if flops else 0.0,
                               "unknown_flop_share": unknown / flops if flops else 0.0,
                               "placed_flop_share": placed / flops if flops else 0.0}
     programs = _program_rows(root, manifest)
-    return {"name": manifest["name"], "weights": manifest["weights"], "artifacts": rows,
+    return {"name": manifest.name, "weights": manifest.weights.model_dump(exclude_none=True), "artifacts": rows,
             "stages": stages, "programs": programs,
             "passed": all(r["passed"] for r in rows + programs)}
 
@@ -58,17 +59,15 @@ def _placed(ane: dict) -> float | None:
     return ane.get("placement", {}).get("ane_flop_share")
 
 
-def _program_rows(root: Path, manifest: dict) -> list[dict]:
+def _program_rows(root: Path, manifest: Manifest) -> list[dict]:
     """The ExecuTorch programs (targets: [.., executorch]), a row each."""
     rows = []
-    for stage_name, stage in manifest["stages"].items():
-        for artifact in stage["artifacts"]:
-            if "executorch" not in artifact:
-                continue
-            report = json.loads((root / artifact["executorch"]["verify_report"]).read_text())
+    for stage_name, artifact in manifest.artifacts():
+        if artifact.executorch is not None:
+            report = json.loads((root / artifact.executorch.verify_report).read_text())
             outputs = report["verify"]["outputs"]
             worst = min(outputs.items(), key=lambda kv: kv[1]["psnr_db"] - kv[1]["min_psnr_db"])
-            rows.append({"stage": stage_name, "program": Path(artifact["executorch"]["program"]).name,
+            rows.append({"stage": stage_name, "program": Path(artifact.executorch.program).name,
                          "megabytes": report["bytes"] / 1e6, "passed": report["verify"]["passed"],
                          "worst_output": worst[0], "psnr_db": worst[1]["psnr_db"],
                          "min_psnr_db": worst[1]["min_psnr_db"], "delegated_share": report["ops"]["delegated_share"],

@@ -39,7 +39,7 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     import soundfile
 
     from kokoro_build.report import plots
-    from kokoro_build.verify.audio import audio_failures, audio_metrics
+    from kokoro_build.verify.audio import audio_failures, audio_metrics, duration_changes
 
     root = Path(variant_dir)
     start = time.time()
@@ -58,6 +58,8 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     else:
         sample_rate = chain.sample_rate
         audio = {**audio_metrics(reference.audio, chain.audio, sample_rate),
+                 "durations": duration_changes([c.durations for c in reference.chunks],
+                                               [c.durations for c in chain.chunks]),
                  "seconds": len(chain.audio) / sample_rate,
                  "evaluator_real_time_factor": chain.real_time_factor}
         audio["failures"] = audio_failures(audio, gates)
@@ -123,8 +125,18 @@ def speech_finding(audio: dict) -> str:
         else "every verify.audio gate met" if gates else "no verify.audio gates"
     return (f"Speech: \"{SENTENCE}\" ({audio['seconds']:.1f} s), the saved artifacts against the "
             f"fp32 torch twins, same noise: PESQ {audio['pesq']:.2f} (wideband), MCD "
-            f"{audio['mcd_db']:.2f} dB, log-mel correlation {audio['mel_correlation']:.4f}; {verdict}. "
+            f"{audio['mcd_db']:.2f} dB, log-mel correlation {audio['mel_correlation']:.4f}; "
+            f"{_timing(audio.get('durations'))}{verdict}. "
             f"The evaluator ran at {audio['evaluator_real_time_factor']:.2f}x real time.")
+
+
+def _timing(durations: dict | None) -> str:
+    """The duration stage's rounded frames against the twin's (None: an older summary)."""
+    if not durations:
+        return ""
+    return (f"durations: {durations['changed_share']:.1%} of {durations['tokens']} tokens changed "
+            f"(largest {durations['max_change_frames']} frames, length {durations['length_change_frames']:+d} "
+            f"of {durations['reference_frames']} frames); ")
 
 
 def _markdown(summary: dict, audio: dict) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kokoro_build.runtime.errors import BackendError
+from kokoro_build.schema.manifest import RunnableArtifact as Artifact
 
 
 class TorchBackend:
@@ -18,22 +19,22 @@ class TorchBackend:
         self.variant_dir = variant_dir
         self._modules: dict[str, object] = {}
 
-    def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, artifact: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
-        path = artifact.get("traced")
+        path = artifact.traced
         if path is None:
-            raise BackendError(f"{artifact['package']}: a release carries no traced twins; "
+            raise BackendError(f"{artifact.package}: a release carries no traced twins; "
                                "speak from it with --backend mil, executorch or coreml")
         if path not in self._modules:
             self._modules[path] = torch.jit.load(str(self.variant_dir / path)).eval()
         args = []
-        for spec in artifact["inputs"]:
-            value = torch.from_numpy(np.ascontiguousarray(inputs[spec["name"]]))
-            args.append(value.long() if spec["dtype"].startswith("int") else value.float())
+        for spec in artifact.inputs:
+            value = torch.from_numpy(np.ascontiguousarray(inputs[spec.name]))
+            args.append(value.long() if spec.dtype.startswith("int") else value.float())
         with torch.no_grad():
             outputs = self._modules[path](*args)
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-        return {spec["name"]: out.numpy() for spec, out in zip(artifact["outputs"], outputs)}
+        return {spec.name: out.numpy() for spec, out in zip(artifact.outputs, outputs)}
 
 
 class CoreMLBackend:
@@ -48,14 +49,14 @@ class CoreMLBackend:
         self.variant_dir = variant_dir
         self._models: dict[str, object] = {}
 
-    def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, artifact: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import coremltools as ct
-        key = (artifact["package"], artifact.get("function"))
+        key = (artifact.package, artifact.function)
         if key not in self._models:
             # a multifunction package loads one function per MLModel (iOS18 / macOS15)
             extra = {"function_name": key[1]} if key[1] else {}
             self._models[key] = ct.models.MLModel(str(self.variant_dir / key[0]), **extra)
-        feeds = {spec["name"]: inputs[spec["name"]].astype(spec["dtype"]) for spec in artifact["inputs"]}
+        feeds = {spec.name: inputs[spec.name].astype(spec.dtype) for spec in artifact.inputs}
         return self._models[key].predict(feeds)
 
 
@@ -73,18 +74,18 @@ class MilBackend:
         self.stats = stats
         self._evaluators: dict[str, object] = {}
 
-    def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, artifact: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from kokoro_build.verify.mil_eval import MilEvaluator
-        path = artifact["package"]
+        path = artifact.package
         if path not in self._evaluators:
             self._evaluators[path] = MilEvaluator(self.variant_dir / path)
-        feeds = {spec["name"]: np.asarray(inputs[spec["name"]]).astype(spec["dtype"])
-                 for spec in artifact["inputs"]}
+        feeds = {spec.name: np.asarray(inputs[spec.name]).astype(spec.dtype)
+                 for spec in artifact.inputs}
         stats = None
         if self.stats is not None:
             from kokoro_build.verify.stats import ActivationStats
             stats = self.stats.setdefault(path, ActivationStats(percentiles=()))
-        return self._evaluators[path].run(feeds, function=artifact.get("function") or "main", stats=stats)
+        return self._evaluators[path].run(feeds, function=artifact.function or "main", stats=stats)
 
     def program(self, path: str):
         """The MIL program of a package this backend has run."""
@@ -102,18 +103,18 @@ class ExecuTorchBackend:
         self.variant_dir = variant_dir
         self._programs: dict[str, object] = {}
 
-    def run(self, artifact: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, artifact: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from kokoro_build.runtime.executorch_program import Program
-        entry = artifact.get("executorch")
+        entry = artifact.executorch
         if entry is None:
-            raise BackendError(f"{artifact['package']} has no ExecuTorch program: build the variant "
+            raise BackendError(f"{artifact.package} has no ExecuTorch program: build the variant "
                                "with `targets: [coreml, executorch]` (recipes/executorch.yaml)")
-        path = entry["program"]
+        path = entry.program
         if path not in self._programs:
             self._programs[path] = Program(self.variant_dir / path)
         # in the stage's order; Program casts each to the dtype the program was exported with
-        outputs = self._programs[path].run([inputs[spec["name"]] for spec in artifact["inputs"]])
-        return {spec["name"]: out for spec, out in zip(artifact["outputs"], outputs)}
+        outputs = self._programs[path].run([inputs[spec.name] for spec in artifact.inputs])
+        return {spec.name: out for spec, out in zip(artifact.outputs, outputs)}
 
 
 BACKENDS = {"torch": TorchBackend, "mil": MilBackend, "coreml": CoreMLBackend, "executorch": ExecuTorchBackend}

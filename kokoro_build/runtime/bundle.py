@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from kokoro_build.store.manifest import RELEASE_FORMAT as FORMAT
+from kokoro_build.schema.manifest import RELEASE_FORMAT as FORMAT
 
 
 class BundleError(RuntimeError):

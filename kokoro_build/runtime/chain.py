@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from kokoro_build.store.manifest import load_manifest
+from kokoro_build.schema.manifest import RunnableArtifact as Artifact, RunnableManifest, load_manifest
 from kokoro_build.schema.contract import HARMONICS, samples_per_frame
 from kokoro_build.runtime.backends import make_backend
 from kokoro_build.runtime.device_g2p import DeviceG2P, DeviceG2PError
@@ -62,7 +62,7 @@ class _NoFrameBucket(Exception):
 
 class Chain:
     def __init__(self, variant_dir: str | Path, backend: str = "torch", g2p: Callable | str | None = None,
-                 manifest: dict | None = None):
+                 manifest: RunnableManifest | None = None):
         """`g2p`: "misaki" (the host reference, the default), "device" (the variant's
         lexicon and neural G2P artifact, run by `backend`), or any text -> phonemes callable.
         `manifest`: the artifacts to run, if not the variant's manifest.json (calibration
@@ -70,15 +70,15 @@ class Chain:
         self.variant_dir = Path(variant_dir)
         self.manifest = manifest if manifest is not None else load_manifest(self.variant_dir)
         self.backend = make_backend(backend, self.variant_dir)
-        by_kind = {stage["kind"]: stage for stage in self.manifest["stages"].values()}
+        by_kind = {stage.kind: stage for stage in self.manifest.stages.values()}
         if not any(all(kind in by_kind for kind in split) for split in SPLITS):
-            raise ChainError(f"variant {self.manifest['name']} has stages {', '.join(by_kind) or 'none'}; "
+            raise ChainError(f"variant {self.manifest.name} has stages {', '.join(by_kind) or 'none'}; "
                              "the chain needs duration, prosody and vocoder, or duration and synthesizer")
         self.stages = by_kind
-        runtime = self.manifest["runtime"]  # small files beside the packages, not the weights
-        self.config = json.loads((self.variant_dir / runtime["config"]["path"]).read_text())
+        runtime = self.manifest.runtime  # small files beside the packages, not the weights
+        self.config = json.loads((self.variant_dir / runtime.config.path).read_text())
         # voice -> its .npy file (voice_pack loads it)
-        self.voices = {voice: self.variant_dir / entry["path"] for voice, entry in runtime["voices"].items()}
+        self.voices = {voice: self.variant_dir / entry.path for voice, entry in runtime.voices.items()}
         self.vocab: dict[str, int] = self.config["vocab"]
         self.samples_per_frame = samples_per_frame(self.config)
         self.style_dim = self.config["style_dim"]  # ref_s = [decoder half | predictor half]
@@ -167,20 +167,20 @@ class Chain:
         if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
             raise ChainError(f"speed must be a number > 0, got {speed!r}")
 
-    def _pick(self, kind: str, dim: str, size: int) -> tuple[dict, int] | tuple[None, None]:
+    def _pick(self, kind: str, dim: str, size: int) -> tuple[Artifact, int] | tuple[None, None]:
         """(artifact, the size to run it at) for the least padding: a range that holds
         `size` runs at `size` exactly; buckets and enumerated sizes at the smallest
         one that holds it, if the artifact can pad (has a mask input), else only an
         exact size."""
         options = []
-        for artifact in self.stages[kind]["artifacts"]:
-            flexible = artifact.get("flexible", {}).get(dim, {})
-            pads = bool({"attention_mask", "valid_frames"} & {i["name"] for i in artifact["inputs"]})
+        for artifact in self.stages[kind].artifacts:
+            flexible = artifact.flexible.get(dim, {})
+            pads = bool({"attention_mask", "valid_frames"} & artifact.input_names())
             if "range" in flexible:
                 low, high = flexible["range"]
                 candidates = [max(size, low)] if size <= high and (pads or size >= low) else []
             else:
-                sizes = flexible.get("enumerated", [artifact["sizes"][dim]])
+                sizes = flexible.get("enumerated", [artifact.sizes[dim]])
                 candidates = [s for s in sizes if s == size or (s > size and pads)]
             options += [(run_size, artifact) for run_size in candidates]
         if not options:
@@ -201,7 +201,7 @@ class Chain:
                 raise self._no_frames("synthesizer", frames)
             alignment, aligned_at = self._alignment(durations, frames)
             audio = self._synthesize(synthesizer, d, t_en, alignment, ref_s, frames, noise_seed)
-            used = {"synthesizer": synthesizer["sizes"]}
+            used = {"synthesizer": synthesizer.sizes}
         else:
             (prosody, prosody_size), (vocoder, vocoder_size) = (self._pick(kind, "frames", frames)
                                                                  for kind in ("prosody", "vocoder"))
@@ -232,7 +232,7 @@ class Chain:
     def _alignment(self, durations: np.ndarray, frames: int) -> tuple[np.ndarray, dict]:
         """[tokens, frames] 0/1 alignment: from the variant's alignment stage if it has
         one (`where: graph`), else built here on the host."""
-        artifacts = self.stages.get("alignment", {}).get("artifacts", [])
+        artifacts = self.stages["alignment"].artifacts if "alignment" in self.stages else []
         if not artifacts:
             alignment = np.zeros((len(durations), frames), np.float32)
             alignment[np.repeat(np.arange(len(durations)), durations), np.arange(frames)] = 1.0
@@ -240,32 +240,32 @@ class Chain:
         artifact = self._pick_2d("alignment", len(durations), frames)
         if artifact is None:
             raise self._no_frames("alignment", frames)
-        padded = np.zeros((1, artifact["sizes"]["tokens"]), np.float32)
+        padded = np.zeros((1, artifact.sizes["tokens"]), np.float32)
         padded[0, : len(durations)] = durations
         alignment = self.backend.run(artifact, {"durations": padded})["alignment"]
-        return alignment[0, : len(durations), :frames], {"alignment": artifact["sizes"]}
+        return alignment[0, : len(durations), :frames], {"alignment": artifact.sizes}
 
     def _no_frames(self, kind: str, frames: int) -> _NoFrameBucket:
         """The failure to place `frames` in a stage, saying what the stage offers."""
         offers, largest = [], 0
-        for artifact in self.stages[kind]["artifacts"]:
-            flexible = artifact.get("flexible", {}).get("frames", {})
-            pads = any(i["name"] == "valid_frames" for i in artifact["inputs"])
-            sizes = flexible.get("range") or flexible.get("enumerated") or [artifact["sizes"]["frames"]]
+        for artifact in self.stages[kind].artifacts:
+            flexible = artifact.flexible.get("frames", {})
+            pads = "valid_frames" in artifact.input_names()
+            sizes = flexible.get("range") or flexible.get("enumerated") or [artifact.sizes["frames"]]
             largest = max(largest, *sizes)
             offers.append(f"range {sizes}" if "range" in flexible else
                           f"{'up to' if pads else 'exactly'} {', '.join(map(str, sizes))}")
         return _NoFrameBucket(f"{frames} frames in stage {kind} (it takes {'; '.join(offers)})",
                               too_long=frames > largest)
 
-    def _pick_2d(self, kind: str, tokens: int, frames: int) -> dict | None:
+    def _pick_2d(self, kind: str, tokens: int, frames: int) -> Artifact | None:
         """The smallest tokens x frames bucket that holds both."""
-        fitting = [a for a in self.stages[kind]["artifacts"]
-                   if a["sizes"]["tokens"] >= tokens and a["sizes"]["frames"] >= frames]
-        return min(fitting, key=lambda a: (a["sizes"]["frames"], a["sizes"]["tokens"]), default=None)
+        fitting = [a for a in self.stages[kind].artifacts
+                   if a.sizes["tokens"] >= tokens and a.sizes["frames"] >= frames]
+        return min(fitting, key=lambda a: (a.sizes["frames"], a.sizes["tokens"]), default=None)
 
     def _synthesize(self, artifact, d, t_en, alignment, ref_s, frames: int, noise_seed: int):
-        tokens, bucket = artifact["sizes"]["tokens"], artifact["sizes"]["frames"]
+        tokens, bucket = artifact.sizes["tokens"], artifact.sizes["frames"]
         self._check_padding(artifact, "valid_frames", frames, bucket)
         inputs = {"d": _pad_axis(d[None], 1, tokens), "t_en": _pad_last(t_en[None], tokens),
                   "alignment": _pad_last(_pad_axis(alignment[None], 1, tokens), bucket),
@@ -280,7 +280,7 @@ class Chain:
         return {"phase_init": phase_init.numpy(),
                 "source_noise": _pad_last(source_noise.numpy(), bucket * self.samples_per_frame)}
 
-    def _prosody(self, artifact: dict, bucket: int, en: np.ndarray, ref_s: np.ndarray, frames: int):
+    def _prosody(self, artifact: Artifact, bucket: int, en: np.ndarray, ref_s: np.ndarray, frames: int):
         self._check_padding(artifact, "valid_frames", frames, bucket)
         out = self.backend.run(artifact, {
             "en": _pad_last(en[None], bucket), "style": ref_s[:, self.style_dim:],
@@ -302,7 +302,7 @@ class Chain:
             out = self.backend.run(self._island("tail", frames, bucket), {"features": out["features"], **shared})
         return out["audio"][0, : frames * self.samples_per_frame].astype(np.float32)
 
-    def _island(self, kind: str, frames: int, bucket: int) -> dict:
+    def _island(self, kind: str, frames: int, bucket: int) -> Artifact:
         """The island artifact that runs at the vocoder's size (the config gives both
         the same shapes)."""
         artifact, size = self._pick(kind, "frames", frames)
@@ -312,9 +312,9 @@ class Chain:
         return artifact
 
     @staticmethod
-    def _check_padding(artifact: dict, mask_input: str, size: int, bucket: int) -> None:
-        if size < bucket and mask_input not in {spec["name"] for spec in artifact["inputs"]}:
-            raise ChainError(f"{artifact['package']} has no {mask_input} input, so it can't be "
+    def _check_padding(artifact: Artifact, mask_input: str, size: int, bucket: int) -> None:
+        if size < bucket and mask_input not in artifact.input_names():
+            raise ChainError(f"{artifact.package} has no {mask_input} input, so it can't be "
                              f"padded from {size} to {bucket}; build it with its masking pass")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from kokoro_build.runtime.arpabet import FLAP, to_kokoro
 from kokoro_build.runtime.normalize import normalize
 from kokoro_build.schema.contract import word_ids
+from kokoro_build.schema.manifest import Manifest, Stage
 
 PRIMARY, SECONDARY = "ˈ", "ˌ"
 VOWEL_SYMBOLS = set("AIOWYaiuæɑɒɔəɛɜɪʊʌᵻᵊ")
@@ -59,12 +60,12 @@ class DeviceG2P:
         self.neural_words: list[str] = []  # words the last call sent to the neural model
 
     @classmethod
-    def from_variant(cls, variant_dir: Path, manifest: dict, backend) -> "DeviceG2P":
-        stage = next((s for s in manifest["stages"].values() if s["kind"] == "g2p"), None)
+    def from_variant(cls, variant_dir: Path, manifest: Manifest, backend) -> "DeviceG2P":
+        stage = manifest.stage_of_kind("g2p")
         if stage is None:
-            raise DeviceG2PError(f"variant {manifest['name']} has no g2p stage: add one to the "
+            raise DeviceG2PError(f"variant {manifest.name} has no g2p stage: add one to the "
                                  "pipeline (README \"G2P\") or use --g2p misaki")
-        lexicon = read_lexicon(variant_dir / stage["lexicon"]["path"])
+        lexicon = read_lexicon(variant_dir / stage.lexicon.path)
         return cls(lexicon, NeuralG2P(stage, backend))
 
     # -- text ---------------------------------------------------------------------------
@@ -148,10 +149,10 @@ class DeviceG2P:
 class NeuralG2P:
     """The g2p stage's artifact through a chain backend (mil: the saved .mlpackage)."""
 
-    def __init__(self, stage: dict, backend):
-        self.artifact = stage["artifacts"][0]
-        self.graphemes = stage["neural"]["graphemes"]
-        self.phonemes = stage["neural"]["phonemes"]
+    def __init__(self, stage: Stage, backend):
+        self.artifact = stage.artifacts[0]
+        self.graphemes = stage.neural.graphemes
+        self.phonemes = stage.neural.phonemes
         self.end = self.phonemes.index("</s>")
         self.backend = backend
 

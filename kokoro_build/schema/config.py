@@ -384,6 +384,9 @@ class AudioConfig(Strict):
     min_pesq: float | None = Field(default=4.0, ge=1.0, le=4.64)  # wideband MOS-LQO range
     max_mcd_db: float | None = Field(default=0.5, ge=0.0)
     min_mel_correlation: float | None = Field(default=0.99, ge=-1.0, le=1.0)
+    # the share of tokens whose rounded frame count differs from the fp32 twin's
+    # (verify/audio.duration_changes); off by default until a default is measured
+    max_duration_changed_share: float | None = Field(default=None, ge=0.0, le=1.0)
     # false: a missed gate is reported (report.md, a warning) but does not fail the
     # build; for recipes that measure a trade-off rather than ship
     enforce: bool = True

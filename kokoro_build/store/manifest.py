@@ -7,14 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kokoro_build.schema.manifest import Artifact, Manifest, Program, Stage
 from kokoro_build.schema.run import golden_path, report_path  # noqa: F401  (readers find report_path here)
 from kokoro_build.store.package import digest_path, file_sha256, write_json
-
-# /2: the runtime files (config, vocab, voices) the chain reads instead of the weights
-FORMAT = "kokoro-build-manifest/2"
-# A release bundle's manifest.json (store/release.py) carries its variant's manifest
-# under "chain", with the same relative paths: the chain runs from a bundle as from a build.
-RELEASE_FORMAT = "kokoro-build-release/1"
 
 
 def write_manifest(plan: dict, out_path: str) -> None:
@@ -27,7 +22,7 @@ def write_manifest(plan: dict, out_path: str) -> None:
     weights_info = json.loads(digest_path(plan["weights"]).read_text())
     runtime = plan["runtime"]
     manifest = {
-        "format": FORMAT, "name": plan["name"],
+        "name": plan["name"],
         "weights": {"path": _rel(plan["weights"], root), "sha256": weights_info["sha256"],
                     "provenance": weights_info.get("provenance")},
         "runtime": {"config": _file_entry(runtime["config"], root), "vocab": _file_entry(runtime["vocab"], root),
@@ -61,35 +56,34 @@ def write_manifest(plan: dict, out_path: str) -> None:
                 artifact["function"] = entry["function"]
             if "executorch" in entry:  # targets: [.., executorch]
                 artifact["executorch"] = _program_entry(entry["executorch"], root)
-            artifacts.append(artifact)
-        manifest["stages"][stage_name] = {"kind": stage["kind"], "where": stage.get("where", "graph"),
-                                          "options": stage.get("options", {}),
-                                          "packaging": stage.get("packaging", "separate"),
-                                          "artifacts": artifacts}
+            artifacts.append(Artifact.model_validate(artifact))
+        entry = {"kind": stage["kind"], "where": stage.get("where", "graph"), "options": stage.get("options", {}),
+                 "packaging": stage.get("packaging", "separate"), "artifacts": artifacts}
         if "lexicon" in stage:  # a g2p stage: what a client needs beside its package
-            manifest["stages"][stage_name].update(_g2p_entries(stage, root))
+            entry.update(_g2p_entries(stage, root))
         if stage.get("packaging") == "multifunction" and artifacts:
             merged = json.loads(digest_path(stage["artifacts"][0]["package"]).read_text())
-            manifest["stages"][stage_name]["package"] = {
-                "path": artifacts[0]["package"], "default_function": merged["default_function"],
-                "functions": {a["function"]: {"sizes": a["sizes"], "inputs": a["inputs"],
-                                              "outputs": a["outputs"]} for a in artifacts}}
-    write_json(out_path, manifest)
-    print(f"manifest: {sum(len(s['artifacts']) for s in manifest['stages'].values())} artifacts "
-          f"-> {Path(out_path).name}", flush=True)
+            entry["package"] = {
+                "path": artifacts[0].package, "default_function": merged["default_function"],
+                "functions": {a.function: {"sizes": a.sizes, "inputs": a.inputs, "outputs": a.outputs}
+                              for a in artifacts}}
+        manifest["stages"][stage_name] = Stage.model_validate(entry)
+    typed = Manifest.model_validate(manifest)
+    write_json(out_path, typed.as_json())
+    print(f"manifest: {sum(1 for _ in typed.artifacts())} artifacts -> {Path(out_path).name}", flush=True)
 
 
-def _program_entry(paths: dict, root: Path) -> dict:
+def _program_entry(paths: dict, root: Path) -> Program:
     """An artifact's ExecuTorch program: file, digest, what XNNPACK took, verdict."""
     program = json.loads(digest_path(paths["program"]).read_text())
     verified = json.loads(Path(paths["verify"]).read_text())
-    return {"program": _rel(paths["program"], root), "sha256": program["sha256"], "bytes": program["bytes"],
+    return Program(**{"program": _rel(paths["program"], root), "sha256": program["sha256"], "bytes": program["bytes"],
             "backend": verified["backend"], "export": verified["export"],
             "delegated_share": verified["ops"]["delegated_share"],
             "portable_ops": verified["ops"]["portable"],
             "verify_report": _rel(paths["verify"], root),
             "verify": {"passed": verified["verify"]["passed"],
-                       "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}}}
+                       "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}}})
 
 
 def _g2p_entries(stage: dict, root: Path) -> dict:
@@ -106,7 +100,6 @@ def _g2p_entries(stage: dict, root: Path) -> dict:
     }
 
 
-
 def verify_path(package: str | Path) -> Path:
     """`<shape>.verify.json`: the conversion report plus parity and ANE verdicts."""
     path = Path(package)
@@ -119,16 +112,3 @@ def _file_entry(path: str, root: Path) -> dict:
 
 def _rel(path: str, root: Path) -> str:
     return str(Path(path).resolve().relative_to(root.resolve()))
-
-
-def load_manifest(variant_dir: str | Path) -> dict:
-    path = Path(variant_dir) / "manifest.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: build the variant first (make build, or doit)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") == RELEASE_FORMAT and "chain" in manifest:
-        manifest = manifest["chain"]
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT} "
-                         "(built by another kokoro-build version: rebuild it with doit)")
-    return manifest

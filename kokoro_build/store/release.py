@@ -25,8 +25,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from kokoro_build.store.manifest import RELEASE_FORMAT as FORMAT
-from kokoro_build.store.manifest import load_manifest
+from kokoro_build.schema.manifest import RELEASE_FORMAT as FORMAT
+from kokoro_build.schema.manifest import Manifest, load_manifest
 from kokoro_build.store.package import atomic_path
 from kokoro_build.verify import device_check
 
@@ -51,43 +51,42 @@ def _without_timings(data):
     return data
 
 
-def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], dict]:
+def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], Manifest]:
     """({path in the bundle: bytes or a file to copy}, the variant manifest). Files keep
     their path in the variant, so the variant's manifest reads the same in the bundle."""
     manifest = load_manifest(variant_dir)
-    failed = [f"{stage}:{a['package']}" for stage, s in manifest["stages"].items() for a in s["artifacts"]
-              if not a["verify"]["passed"]]
-    failed += [f"{stage}:{a['executorch']['program']}" for stage, s in manifest["stages"].items()
-               for a in s["artifacts"] if "executorch" in a and not a["executorch"]["verify"]["passed"]]
+    failed = [f"{stage}:{a.package}" for stage, a in manifest.artifacts() if not a.verify.passed]
+    failed += [f"{stage}:{a.executorch.program}" for stage, a in manifest.artifacts()
+               if a.executorch is not None and not a.executorch.verify.passed]
     if failed:
         raise ReleaseError(f"{variant_dir}: not released, these artifacts failed verification: "
                            f"{', '.join(failed)}")
     files: dict[str, bytes | Path] = {}
     checks: list[dict] = []  # the device check kit's index (verify/device_check.py)
-    for stage_name, stage in manifest["stages"].items():
-        for artifact in stage["artifacts"]:
-            package = variant_dir / artifact["package"]
+    for stage in manifest.stages.values():
+        for artifact in stage.artifacts:
+            package = variant_dir / artifact.package
             for path in sorted(package.rglob("*")):
                 if path.is_file():
-                    files[f"{artifact['package']}/{path.relative_to(package).as_posix()}"] = path
-            report = json.loads((variant_dir / artifact["verify_report"]).read_text())
-            files[f"reports/{artifact['verify_report']}"] = _stable_json(_without_timings(report))
-            files[artifact["golden"]] = variant_dir / artifact["golden"]
-            checks.append({"package": artifact["package"], "function": artifact.get("function"),
-                           "compute_units": artifact["compute_units"], "golden": artifact["golden"],
+                    files[f"{artifact.package}/{path.relative_to(package).as_posix()}"] = path
+            report = json.loads((variant_dir / artifact.verify_report).read_text())
+            files[f"reports/{artifact.verify_report}"] = _stable_json(_without_timings(report))
+            files[artifact.golden] = variant_dir / artifact.golden
+            checks.append({"package": artifact.package, "function": artifact.function,
+                           "compute_units": artifact.compute_units, "golden": artifact.golden,
                            "gates": {name: o["min_psnr_db"] for name, o in report["verify"]["outputs"].items()}})
-            program = artifact.get("executorch")
+            program = artifact.executorch
             if program:  # targets: [.., executorch]: the .pte and its check
-                files[program["program"]] = variant_dir / program["program"]
-                report = json.loads((variant_dir / program["verify_report"]).read_text())
-                files[f"reports/{program['verify_report']}"] = _stable_json(_without_timings(report))
-        if "lexicon" in stage:
-            files[stage["lexicon"]["path"]] = variant_dir / stage["lexicon"]["path"]
-    runtime = manifest["runtime"]  # config, vocab, voices: what the chain reads
-    for entry in (runtime["config"], runtime["vocab"], *runtime["voices"].values()):
-        files[entry["path"]] = variant_dir / entry["path"]
+                files[program.program] = variant_dir / program.program
+                report = json.loads((variant_dir / program.verify_report).read_text())
+                files[f"reports/{program.verify_report}"] = _stable_json(_without_timings(report))
+        if stage.lexicon is not None:
+            files[stage.lexicon.path] = variant_dir / stage.lexicon.path
+    runtime = manifest.runtime  # config, vocab, voices: what the chain reads
+    for entry in (runtime.config, runtime.vocab, *runtime.voices.values()):
+        files[entry.path] = variant_dir / entry.path
     # the device check kit ships as a file, copied as is (it imports nothing of ours)
-    files[device_check.INDEX] = _stable_json({"variant": manifest["name"], "artifacts": checks})
+    files[device_check.INDEX] = _stable_json({"variant": manifest.name, "artifacts": checks})
     files["device_check.py"] = Path(device_check.__file__)
     return files, manifest
 
@@ -102,27 +101,30 @@ def _environment() -> dict:
             "installed": dict(sorted(installed.items()))}
 
 
-def _bundle_manifest(name: str, version: str, files: dict[str, bytes], variant: dict) -> dict:
+# what the bundle's own stage table says of each artifact (the chain's copy has it all)
+_LISTED = {"package", "function", "sizes", "flexible", "inputs", "outputs", "precision", "compute_units",
+           "compress", "sha256", "bytes", "verify"}
+
+
+def _bundle_manifest(name: str, version: str, files: dict[str, bytes], variant: Manifest) -> dict:
     stages = {}
-    for stage_name, stage in variant["stages"].items():
+    for stage_name, stage in variant.stages.items():
         stages[stage_name] = {
-            "kind": stage["kind"], "where": stage.get("where", "graph"), "packaging": stage.get("packaging"),
-            "artifacts": [{key: artifact.get(key) for key in (
-                "package", "function", "sizes", "flexible", "inputs", "outputs", "precision",
-                "compute_units", "compress", "sha256", "bytes")} | {"verify": artifact["verify"]} |
-                ({"executorch": artifact["executorch"]} if "executorch" in artifact else {})
-                for artifact in stage["artifacts"]]}
+            "kind": stage.kind, "where": stage.where, "packaging": stage.packaging,
+            "artifacts": [artifact.model_dump(include=_LISTED) | (
+                {"executorch": artifact.executorch.model_dump()} if artifact.executorch else {})
+                for artifact in stage.artifacts]}
+    chain = variant.model_copy(deep=True)
+    for _, artifact in chain.artifacts():
+        artifact.traced = None  # the weights and traced twins stay behind
     return {
         "format": FORMAT, "name": name, "version": version,
         "files": {path: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                   for path, data in sorted(files.items())},
-        "stages": stages, "config": variant.get("config"), "weights": variant["weights"],
-        # the variant's manifest, for the chain (`speak --bundle`); the weights and traced
-        # twins stay behind, so only the mil, coreml and executorch backends run from here
-        "chain": _without_timings({**variant, "stages": {
-            name: {**stage, "artifacts": [{k: v for k, v in a.items() if k != "traced"}
-                                          for a in stage["artifacts"]]}
-            for name, stage in variant["stages"].items()}}),
+        "stages": stages, "config": variant.config, "weights": variant.weights.model_dump(exclude_none=True),
+        # the variant's manifest, for the chain (`speak --bundle`): without the traced
+        # twins, only the mil, coreml and executorch backends run from here
+        "chain": _without_timings(chain.as_json()),
         "environment": _environment(),
     }
 
@@ -131,7 +133,7 @@ def build_release(variant_dir: str | Path, dist_dir: str | Path, version: str) -
     """Write dist/<name>-<version>.zip from a built, verified variant; return its path."""
     variant_dir = Path(variant_dir)
     sources, variant = release_files(variant_dir)
-    name = variant["name"]
+    name = variant.name
     files = {path: (src if isinstance(src, bytes) else src.read_bytes()) for path, src in sources.items()}
     manifest = _bundle_manifest(name, version, files, variant)
     files["manifest.json"] = _stable_json(manifest)

@@ -126,7 +126,9 @@ def analyze_program(program, function: str = "main", shapes: dict | None = None,
     if flexible_inputs:
         warnings.append(f"flexible inputs {', '.join(flexible_inputs)}: {rules.RULE_DYNAMIC[1]} "
                         f"({rules.RULE_DYNAMIC[2]})")
-    placement = predict_placement(rows, flexible, flexible_inputs, compute_units)
+    # a `shape` op left after loading computes with the runtime (range) shape
+    reads_shape = any(op.op_type == "shape" for op in _compute_ops(func))
+    placement = predict_placement(rows, flexible, flexible_inputs, compute_units, reads_shape)
     return {
         "analyzer": "static", "measured": False, "function": function,
         "ops": count, "eligible_ops": verdicts[ELIGIBLE],

@@ -116,10 +116,29 @@ def audio_metrics(reference, degraded, sample_rate: int = 24000) -> dict[str, fl
             "mcd_db": mcd_db(reference, degraded, sample_rate)}
 
 
-def audio_failures(metrics: dict[str, float], gates: dict[str, float]) -> list[str]:
-    """What misses the `verify.audio` gates (empty: every gate met)."""
+def duration_changes(reference: list[np.ndarray], chain: list[np.ndarray]) -> dict:
+    """Timing judged on its own: each chunk's rounded frames per token from the chain
+    against the reference's (the same G2P and chunks on both sides). One token a frame
+    longer shifts every later frame, which the whole-utterance metrics punish although
+    a listener hears the same speech; this says how much of the timing moved."""
+    if len(reference) != len(chain) or any(len(r) != len(c) for r, c in zip(reference, chain)):
+        raise ValueError("the two sides were chunked differently: durations are not comparable")
+    ref = np.concatenate(reference).astype(np.int64) if reference else np.zeros(0, np.int64)
+    got = np.concatenate(chain).astype(np.int64) if chain else np.zeros(0, np.int64)
+    change = np.abs(got - ref)
+    return {"tokens": int(ref.size), "changed_share": float(np.mean(change > 0)) if ref.size else 0.0,
+            "mean_change_frames": float(change.mean()) if ref.size else 0.0,
+            "max_change_frames": int(change.max()) if ref.size else 0,
+            "reference_frames": int(ref.sum()), "length_change_frames": int(got.sum() - ref.sum())}
+
+
+def audio_failures(metrics: dict, gates: dict[str, float]) -> list[str]:
+    """What misses the `verify.audio` gates (empty: every gate met). The duration gate
+    reads `metrics["durations"]` (duration_changes)."""
+    values = {**metrics, "duration_changed_share": (metrics.get("durations") or {}).get("changed_share")}
     checks = (("mel_correlation", "min_mel_correlation", 1), ("pesq", "min_pesq", 1),
-              ("mcd_db", "max_mcd_db", -1))
-    return [f"{name} {metrics[name]:.3f} {'<' if sign > 0 else '>'} {gates[gate]:g}"
+              ("mcd_db", "max_mcd_db", -1), ("duration_changed_share", "max_duration_changed_share", -1))
+    return [f"{name} {values[name]:.3f} {'<' if sign > 0 else '>'} {gates[gate]:g}"
             for name, gate, sign in checks
-            if gates.get(gate) is not None and sign * (metrics[name] - gates[gate]) < 0]
+            if gates.get(gate) is not None and values.get(name) is not None
+            and sign * (values[name] - gates[gate]) < 0]

@@ -71,53 +71,72 @@ def _rule(rule_id: str, effect: str, source: str) -> dict:
 
 
 def predict_placement(ops: list[OpRow], flexible: dict | None, flexible_inputs: list[str],
-                      compute_units: str = "cpu_and_ne") -> dict:
+                      compute_units: str = "cpu_and_ne", reads_shape: bool = False) -> dict:
     """The predicted device of every op, summarized. `flexible` is the artifact's
     {dim: {"range": ..} | {"enumerated": ..}}; `flexible_inputs` the function inputs
-    whose shape is not fixed."""
+    whose shape is not fixed; `reads_shape`: the function computes with its own
+    runtime shape (a `shape` op: positions from a length, a slice to a computed end).
+
+    A range-shaped function is predicted off the ANE at the shapes the chain runs it
+    at, and, in `default_shape`, at the shape a compute plan is made for."""
     flexible = flexible or {}
     applied = [_rule("supported_is_not_placed", "per-op eligibility is not placement",
                      rules.FORUM_SUPPORTED_NOT_PLACED)]
-    devices = _resolve_unknowns([op.verdict for op in ops])
     flops = [op.flops for op in ops]
-    off_device = None
+    per_op = _per_op_devices(ops, applied)
+    devices, default_shape = per_op, None
     modes = {next(iter(spec)) for spec in flexible.values()}
     if "range" in modes:
         gpu = compute_units == "all" and len(flexible_inputs) > 1
         off_device = GPU if gpu else CPU
         applied.append(_rule("range_shape_off_ane", f"a range-shaped input: every op predicted on the "
-                             f"{off_device.upper()} ({rules.RANGE_DISAGREEMENT})", rules.RANGE_SOURCES))
+                             f"{off_device.upper()} at the shapes it runs at ({rules.RANGE_DISAGREEMENT})",
+                             rules.RANGE_SOURCES))
         if gpu:
             applied.append(_rule("several_range_inputs_gpu", f"{len(flexible_inputs)} range-shaped inputs "
                                  "with the GPU allowed: predicted on the GPU", rules.SEVERAL_RANGE_INPUTS))
+        devices = [off_device] * len(ops)
+        # At its default shape (what MLComputePlan plans for) only a graph that reads
+        # its own shape stays off the ANE (rules.RANGE_DEFAULT_SHAPE).
+        at_default = devices if reads_shape or gpu else per_op
+        default_shape = {**_summary(at_default, flops),
+                         "rule": rules.RANGE_DEFAULT_SHAPE_READS if reads_shape else rules.RANGE_DEFAULT_SHAPE}
     elif "enumerated" in modes:
         if any(op.op_type == "layer_norm" for op in ops):
-            off_device = CPU
+            devices = [CPU] * len(ops)
             applied.append(_rule("enumerated_layer_norm_off_ane", "layer_norm with EnumeratedShapes: "
                                  "predicted off the ANE", rules.ENUMERATED_LAYER_NORM))
         else:
             applied.append(_rule("enumerated_judged_per_shape", "judged at the analyzed shape as if fixed; "
                                  "other listed shapes may fall back", rules.ENUMERATED_SOURCES))
-    if off_device is not None:
-        devices = [off_device] * len(devices)
-    else:
-        devices, dropped = _drop_small_islands(devices, flops)
-        if dropped:
-            applied.append(_rule("small_ane_islands", f"{dropped} ANE run(s) of < {rules.MIN_ISLAND_OPS} ops "
-                                 f"and < {rules.MIN_ISLAND_FLOP_SHARE:.0%} of FLOPs between non-ANE ops: "
-                                 "predicted on the CPU", rules.HOLLANCE_ISLANDS))
-    on_ane = [d == ANE for d in devices]
-    total_flops = sum(flops)
-    ane_flops = sum(f for f, a in zip(flops, on_ane) if a)
-    shares = {d: sum(f for f, x in zip(flops, devices) if x == d) for d in (ANE, CPU, GPU)}
     return {
-        "predicted": True,
-        "device": max(shares, key=shares.get) if total_flops else (devices[0] if devices else CPU),
-        "ane_op_share": sum(on_ane) / len(ops) if ops else 0.0,
-        "ane_flop_share": ane_flops / total_flops if total_flops else 0.0,
-        "segments": len(_runs(devices)) if devices else 0,
+        "predicted": True, **_summary(devices, flops),
+        "default_shape": default_shape,  # None: not range-shaped (the shapes it runs at are fixed)
         "unknown_ops": rules.UNKNOWN_IN_SEGMENTS,
         "rules": applied,
         # per op, for `kokoro-build ingest-device-report` to compare with a device's plan
         "op_devices": {op.name: device for op, device in zip(ops, devices) if op.name},
+    }
+
+
+def _per_op_devices(ops: list[OpRow], applied: list[dict]) -> list[str]:
+    """Each op where its own verdict puts it, unknowns joined to their neighbours and
+    small ANE islands moved to the CPU."""
+    devices, dropped = _drop_small_islands(_resolve_unknowns([op.verdict for op in ops]), [op.flops for op in ops])
+    if dropped:
+        applied.append(_rule("small_ane_islands", f"{dropped} ANE run(s) of < {rules.MIN_ISLAND_OPS} ops "
+                             f"and < {rules.MIN_ISLAND_FLOP_SHARE:.0%} of FLOPs between non-ANE ops: "
+                             "predicted on the CPU", rules.HOLLANCE_ISLANDS))
+    return devices
+
+
+def _summary(devices: list[str], flops: list[int]) -> dict:
+    """The main device (most FLOPs), ANE shares of ops and FLOPs, and device segments."""
+    total = sum(flops)
+    shares = {d: sum(f for f, x in zip(flops, devices) if x == d) for d in (ANE, CPU, GPU)}
+    return {
+        "device": max(shares, key=shares.get) if total else (devices[0] if devices else CPU),
+        "ane_op_share": sum(d == ANE for d in devices) / len(devices) if devices else 0.0,
+        "ane_flop_share": shares[ANE] / total if total else 0.0,
+        "segments": len(_runs(devices)) if devices else 0,
     }

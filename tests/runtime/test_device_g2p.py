@@ -3,6 +3,7 @@ import pytest
 
 from kokoro_build.runtime.device_g2p import DeviceG2P, DeviceG2PError, read_lexicon
 from kokoro_build.schema.contract import word_ids
+from tests import manifests
 
 LEXICON = {
     "hello": "həlˈO", "world": "wˈɜɹld", "the": "ði", "to": "tu", "a": "ˈA", "an": "æn", "I": "ˈI",
@@ -83,6 +84,6 @@ def test_word_ids():
 
 
 def test_a_variant_without_a_g2p_stage_is_refused_clearly(tmp_path):
-    manifest = {"name": "v", "stages": {"duration": {"kind": "duration", "artifacts": []}}}
+    manifest = manifests.manifest("v", {"duration": {"kind": "duration", "artifacts": []}})
     with pytest.raises(DeviceG2PError, match="variant v has no g2p stage"):
         DeviceG2P.from_variant(tmp_path, manifest, backend=None)

@@ -40,7 +40,8 @@ def config():
 
 @pytest.fixture(scope="session")
 def kmodel(config, state_dict):
-    """Read-only: tests that rewrite it must deepcopy first."""
+    """Read-only: a test that rewrites one builds its own (build_kmodel(config, state_dict));
+    a deepcopy fails once any test ran this one with autograd on (weight_norm)."""
     return build_kmodel(config, state_dict)  # strict: raises on any key mismatch
 
 

@@ -118,6 +118,7 @@ def test_g2p_lexicon_and_neural_artifacts(built):
     from kokoro_build.runtime.arpabet import to_kokoro
     from kokoro_build.runtime.backends import make_backend
     from kokoro_build.runtime.device_g2p import NeuralG2P, read_lexicon
+    from kokoro_build.schema.manifest import load_manifest
 
     manifest = json.loads((built / "manifest.json").read_text())
     stage = manifest["stages"]["g2p"]
@@ -129,7 +130,8 @@ def test_g2p_lexicon_and_neural_artifacts(built):
     assert 3e6 < artifact["bytes"] < 4e6  # fp32 GRU seq2seq, its step weights shared
     lexicon = read_lexicon(lexicon_file)
     words = held_out_words(lexicon, "dev")[:300]
-    mil, twin = (NeuralG2P(stage, make_backend(name, built)) for name in ("mil", "torch"))
+    typed = load_manifest(built).stages["g2p"]
+    mil, twin = (NeuralG2P(typed, make_backend(name, built)) for name in ("mil", "torch"))
     assert [mil(w) for w in words[:40]] == [twin(w) for w in words[:40]]
     per = error_rate([(to_kokoro(twin(w)), lexicon[w]) for w in words])
     assert per < 0.27, per  # measured 22 % on the 2,000 dev words

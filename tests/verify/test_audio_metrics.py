@@ -54,3 +54,18 @@ def test_gates_name_what_missed():
     failures = audio_failures(metrics, {"min_pesq": 4.0, "max_mcd_db": 0.5, "min_mel_correlation": 0.99})
     assert failures == ["pesq 3.500 < 4", "mcd_db 0.700 > 0.5"]
     assert audio_failures(metrics, {"min_pesq": None, "max_mcd_db": None}) == []
+
+
+def test_duration_changes_count_tokens_whose_frames_moved():
+    from kokoro_build.verify.audio import audio_failures, duration_changes
+    reference = [np.array([1, 4, 3, 2]), np.array([5, 1])]
+    chain = [np.array([1, 5, 3, 2]), np.array([3, 1])]
+    changes = duration_changes(reference, chain)
+    assert changes == {"tokens": 6, "changed_share": 2 / 6, "mean_change_frames": 0.5, "max_change_frames": 2,
+                       "reference_frames": 16, "length_change_frames": -1}
+    assert duration_changes(reference, reference)["changed_share"] == 0.0
+    assert audio_failures({"durations": changes}, {"max_duration_changed_share": 0.02}) == \
+        ["duration_changed_share 0.333 > 0.02"]
+    assert audio_failures({"durations": changes}, {"max_duration_changed_share": None}) == []
+    with pytest.raises(ValueError, match="chunked differently"):
+        duration_changes(reference, chain[:1])

@@ -9,10 +9,10 @@ from coremltools.converters.mil import Builder as mb
 
 from kokoro_build.report import device as ingest_module
 from kokoro_build.verify import device_check
-from kokoro_build.store.manifest import FORMAT as MANIFEST_FORMAT
 from kokoro_build.verify.ane import analyze_program
 from kokoro_build.verify.golden import read_golden, write_golden
 from kokoro_build.verify.mil_eval import MilEvaluator
+from tests import manifests
 
 
 @mb.program(input_specs=[mb.TensorSpec(shape=(1, 8))], opset_version=ct.target.iOS17)
@@ -86,9 +86,9 @@ def _variant(root):
     ane = analyze_program(PROGRAM)
     (root / "stage").mkdir(parents=True)
     (root / "stage" / "n_8.verify.json").write_text(json.dumps({"ane": ane}))
-    (root / "manifest.json").write_text(json.dumps({"format": MANIFEST_FORMAT, "name": "tiny", "stages": {
-        "stage": {"kind": "vocoder", "artifacts": [{"package": "stage/n_8.mlpackage",
-                                                    "verify_report": "stage/n_8.verify.json"}]}}}))
+    typed = manifests.manifest("tiny", {"stage": {"kind": "vocoder", "artifacts": [
+        manifests.artifact("stage/n_8.mlpackage", "stage/n_8.verify.json")]}})
+    (root / "manifest.json").write_text(json.dumps(typed.as_json()))
     return ane["placement"]["op_devices"]
 
 

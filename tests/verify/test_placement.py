@@ -86,3 +86,34 @@ def test_a_matmul_on_a_flexible_function_input_counts_its_flops():
     assert report["flop_share"] == 1.0  # supported ...
     assert report["placement"]["ane_flop_share"] == 0.0  # ... and predicted off the ANE
     assert np.isclose(report["op_share"], 1.0)
+
+
+def _range_program(reads_shape: bool):
+    """A fp16 relu on a range-shaped input; with `reads_shape`, the graph also builds a
+    vector as long as its input (positions from a length, as Albert does)."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import get_new_symbol, types
+
+    length = get_new_symbol()
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, length), dtype=types.fp16)], opset_version=ct.target.iOS17)
+    def program(x):
+        y = mb.relu(x=x)
+        if reads_shape:
+            positions = mb.cast(x=mb.range_1d(start=0, end=mb.gather(x=mb.shape(x=x), indices=1), step=1),
+                                dtype="fp16")
+            y = mb.add(x=y, y=positions)
+        return mb.mul(x=y, y=np.float16(2.0), name="out")
+    return program
+
+
+def test_at_its_default_shape_a_range_graph_is_off_the_ane_only_if_it_reads_its_shape():
+    from kokoro_build.verify.ane import analyze_program
+
+    flexible = {"tokens": {"range": [2, 64]}}
+    plain, reading = (analyze_program(_range_program(r), flexible=flexible)["placement"] for r in (False, True))
+    assert plain["ane_flop_share"] == 0.0 and reading["ane_flop_share"] == 0.0  # at the shapes it runs at
+    assert plain["default_shape"]["ane_op_share"] == 1.0 and "base/KokoroVocoder" in plain["default_shape"]["rule"]
+    assert reading["default_shape"]["ane_op_share"] == 0.0 and "base/KokoroAlbert" in reading["default_shape"]["rule"]
+    assert predict_placement([CONV], {}, [])["default_shape"] is None  # fixed: one shape, nothing to split

@@ -13,7 +13,8 @@ import json
 import time
 from pathlib import Path
 
-from kokoro_build.store.package import write_json
+from kokoro_build.schema.manifest import RunnableManifest
+from kokoro_build.store.package import file_sha256, write_json
 
 FORMAT = "kokoro-build-calibration/1"
 
@@ -22,25 +23,28 @@ class CalibrationError(RuntimeError):
     pass
 
 
-def calibration_manifest(name: str, out_dir: Path, runtime: dict, stages: dict) -> dict:
-    """A manifest (store/manifest.py's shape, the fields the chain reads) over the
-    converted packages. `runtime`: {config, vocab, voices: {name: path}};
+def calibration_manifest(name: str, out_dir: Path, runtime: dict, stages: dict) -> RunnableManifest:
+    """What the chain reads, over the converted packages (before there is a verified
+    manifest). `runtime`: {config, vocab, voices: {name: path}};
     `stages`: {stage: {kind, where?, artifacts: [{sizes, package, traced, report}]}}."""
     def rel(path: str) -> str:
         return str(Path(path).resolve().relative_to(out_dir.resolve()))
 
+    def file_entry(path: str) -> dict:
+        return {"path": rel(path), "sha256": file_sha256(path)}
+
     manifest = {"name": name, "stages": {}, "runtime": {
-        "config": {"path": rel(runtime["config"])}, "vocab": {"path": rel(runtime["vocab"])},
-        "voices": {voice: {"path": rel(path)} for voice, path in runtime["voices"].items()}}}
+        "config": file_entry(runtime["config"]), "vocab": file_entry(runtime["vocab"]),
+        "voices": {voice: file_entry(path) for voice, path in runtime["voices"].items()}}}
     for stage_name, stage in stages.items():
         artifacts = []
         for entry in stage["artifacts"]:
             report = json.loads(Path(entry["report"]).read_text())
             artifacts.append({"sizes": entry["sizes"], "flexible": report.get("flexible", {}),
                               "package": rel(entry["package"]), "traced": rel(entry["traced"]),
-                              "inputs": report["inputs"], "outputs": report["outputs"], "function": None})
+                              "inputs": report["inputs"], "outputs": report["outputs"]})
         manifest["stages"][stage_name] = {"kind": stage["kind"], "artifacts": artifacts}
-    return manifest
+    return RunnableManifest.model_validate(manifest)
 
 
 def share_concat_ranges(program, ranges: dict[str, list[float]]) -> int:
