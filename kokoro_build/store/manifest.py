@@ -77,13 +77,14 @@ def _program_entry(paths: dict, root: Path) -> Program:
     """An artifact's ExecuTorch program: file, digest, what XNNPACK took, verdict."""
     program = json.loads(digest_path(paths["program"]).read_text())
     verified = json.loads(Path(paths["verify"]).read_text())
-    return Program(**{"program": _rel(paths["program"], root), "sha256": program["sha256"], "bytes": program["bytes"],
-            "backend": verified["backend"], "export": verified["export"],
-            "delegated_share": verified["ops"]["delegated_share"],
-            "portable_ops": verified["ops"]["portable"],
-            "verify_report": _rel(paths["verify"], root),
-            "verify": {"passed": verified["verify"]["passed"],
-                       "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}}})
+    return Program.model_validate({
+        "program": _rel(paths["program"], root), "sha256": program["sha256"], "bytes": program["bytes"],
+        "backend": verified["backend"], "export": verified["export"],
+        "delegated_share": verified["ops"]["delegated_share"],
+        "portable_ops": verified["ops"]["portable"],
+        "verify_report": _rel(paths["verify"], root),
+        "verify": {"passed": verified["verify"]["passed"],
+                   "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}}})
 
 
 def _g2p_entries(stage: dict, root: Path) -> dict:

@@ -111,8 +111,8 @@ def _bundle_manifest(name: str, version: str, files: dict[str, bytes], variant: 
     for stage_name, stage in variant.stages.items():
         stages[stage_name] = {
             "kind": stage.kind, "where": stage.where, "packaging": stage.packaging,
-            "artifacts": [artifact.model_dump(include=_LISTED) | (
-                {"executorch": artifact.executorch.model_dump()} if artifact.executorch else {})
+            "artifacts": [artifact.model_dump(include=_LISTED, exclude_none=True) | (
+                {"executorch": artifact.executorch.model_dump(exclude_none=True)} if artifact.executorch else {})
                 for artifact in stage.artifacts]}
     chain = variant.model_copy(deep=True)
     for _, artifact in chain.artifacts():
