@@ -126,9 +126,10 @@ def analyze_program(program, function: str = "main", shapes: dict | None = None,
     if flexible_inputs:
         warnings.append(f"flexible inputs {', '.join(flexible_inputs)}: {rules.RULE_DYNAMIC[1]} "
                         f"({rules.RULE_DYNAMIC[2]})")
-    # a `shape` op left after loading computes with the runtime (range) shape
-    reads_shape = any(op.op_type == "shape" for op in _compute_ops(func))
-    placement = predict_placement(rows, flexible, flexible_inputs, compute_units, reads_shape)
+    # what keeps a range-shaped function off the ANE even at its default shape: a
+    # `shape` op left after loading (it computes with the runtime shape) or a recurrence
+    blocker = next((op.op_type for op in _compute_ops(func) if op.op_type in rules.RANGE_BLOCKING_OPS), None)
+    placement = predict_placement(rows, flexible, flexible_inputs, compute_units, blocker)
     return {
         "analyzer": "static", "measured": False, "function": function,
         "ops": count, "eligible_ops": verdicts[ELIGIBLE],

@@ -85,23 +85,26 @@ RANGE_DISAGREEMENT = (
     "(Documentation/ANE_Profiler.md, M5) reports Albert 94 %, against 0 ops in its own "
     "compute plan (different shapes or OS versions, probably)")
 # At the default shape a compute plan is made for, the sources split by what the graph
-# does with its length: laishere's vocoder, five RangeDim inputs and only shape-agnostic
-# ops (convs, elementwise, a constant-index slice), had 648 ops preferred on the ANE
-# (FluidAudio compute-placement.json, base/KokoroVocoder; laishere/kokoro-coreml
-# convert.py gives its inputs), and #2370's RangeDim image model ran 78 % on the ANE
-# at its default shape; while laishere's Albert (positions from `arange(seq_length)`)
-# and Alignment (a slice to a computed frame count) had 0 ops there. Fitted on these
-# few published points: a hypothesis, not an Apple rule.
+# holds: laishere's vocoder, five RangeDim inputs and only shape-agnostic ops (convs,
+# elementwise, a constant-index slice), had 648 ops preferred on the ANE (FluidAudio
+# compute-placement.json, base/KokoroVocoder; laishere/kokoro-coreml convert.py gives
+# its inputs), and #2370's RangeDim image model ran 78 % on the ANE at its default
+# shape; while laishere's RangeDim Albert (positions from `arange(seq_length)`: a
+# `shape` op), Alignment (a slice to a computed frame count), PostAlbert and Prosody
+# (LSTMs over the range-shaped length) had 0 ops there. Fitted on these few published
+# points: a hypothesis, not an Apple rule (benchmarks/ane_agreement.py checks it).
+RANGE_BLOCKING_OPS = frozenset({"shape", "lstm", "gru", "rnn"})
 RANGE_DEFAULT_SHAPE = (
-    "at its default shape a range-shaped graph that never reads its own shape is placed "
-    "per op: FluidAudio compute-placement.json base/KokoroVocoder (laishere's RangeDim "
-    "vocoder) 648 ops preferred on the ANE; apple/coremltools #2370 78 % ANE at the default "
-    "shape (a hypothesis fitted on few published points)")
-RANGE_DEFAULT_SHAPE_READS = (
-    "a range-shaped graph that reads its own shape (a `shape` op) stays off the ANE even "
-    "at its default shape: FluidAudio compute-placement.json base/KokoroAlbert (positions "
-    "from its length) and base/KokoroAlignment (a slice to a computed length) 0 ops "
-    "preferred on the ANE (a hypothesis fitted on few published points)")
+    "at its default shape a range-shaped graph with no shape op and no recurrence is "
+    "placed per op: FluidAudio compute-placement.json base/KokoroVocoder (laishere's "
+    "RangeDim vocoder) 648 ops preferred on the ANE; apple/coremltools #2370 78 % ANE at "
+    "the default shape (a hypothesis fitted on few published points)")
+RANGE_DEFAULT_SHAPE_BLOCKED = (
+    "a range-shaped graph that reads its own shape (a `shape` op) or holds a recurrence "
+    "(lstm, gru, rnn) stays off the ANE even at its default shape: FluidAudio "
+    "compute-placement.json, 0 ops preferred on the ANE for laishere's RangeDim Albert "
+    "(positions from its length), Alignment (a slice to a computed length), PostAlbert "
+    "and Prosody (LSTMs) (a hypothesis fitted on few published points)")
 ENUMERATED_SOURCES = (
     "apple/coremltools #2370: EnumeratedShapes 77 % ANE at the default shape, 71 % (one run "
     "2 %) at random listed shapes; #835 (iOS 13, A12X): only the default shape ran on the ANE")

@@ -71,11 +71,11 @@ def _rule(rule_id: str, effect: str, source: str) -> dict:
 
 
 def predict_placement(ops: list[OpRow], flexible: dict | None, flexible_inputs: list[str],
-                      compute_units: str = "cpu_and_ne", reads_shape: bool = False) -> dict:
+                      compute_units: str = "cpu_and_ne", range_blocker: str | None = None) -> dict:
     """The predicted device of every op, summarized. `flexible` is the artifact's
     {dim: {"range": ..} | {"enumerated": ..}}; `flexible_inputs` the function inputs
-    whose shape is not fixed; `reads_shape`: the function computes with its own
-    runtime shape (a `shape` op: positions from a length, a slice to a computed end).
+    whose shape is not fixed; `range_blocker`: an op type of the function that keeps a
+    range-shaped function off the ANE even at its default shape (rules.RANGE_BLOCKING_OPS).
 
     A range-shaped function is predicted off the ANE at the shapes the chain runs it
     at, and, in `default_shape`, at the shape a compute plan is made for."""
@@ -96,11 +96,11 @@ def predict_placement(ops: list[OpRow], flexible: dict | None, flexible_inputs: 
             applied.append(_rule("several_range_inputs_gpu", f"{len(flexible_inputs)} range-shaped inputs "
                                  "with the GPU allowed: predicted on the GPU", rules.SEVERAL_RANGE_INPUTS))
         devices = [off_device] * len(ops)
-        # At its default shape (what MLComputePlan plans for) only a graph that reads
-        # its own shape stays off the ANE (rules.RANGE_DEFAULT_SHAPE).
-        at_default = devices if reads_shape or gpu else per_op
-        default_shape = {**_summary(at_default, flops),
-                         "rule": rules.RANGE_DEFAULT_SHAPE_READS if reads_shape else rules.RANGE_DEFAULT_SHAPE}
+        # At its default shape (what MLComputePlan plans for) only a graph with a
+        # blocking op stays off the ANE (rules.RANGE_DEFAULT_SHAPE).
+        at_default = devices if range_blocker or gpu else per_op
+        default_shape = {**_summary(at_default, flops), "blocker": range_blocker,
+                         "rule": rules.RANGE_DEFAULT_SHAPE_BLOCKED if range_blocker else rules.RANGE_DEFAULT_SHAPE}
     elif "enumerated" in modes:
         if any(op.op_type == "layer_norm" for op in ops):
             devices = [CPU] * len(ops)

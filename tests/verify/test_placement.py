@@ -108,12 +108,21 @@ def _range_program(reads_shape: bool):
     return program
 
 
-def test_at_its_default_shape_a_range_graph_is_off_the_ane_only_if_it_reads_its_shape():
+def test_at_its_default_shape_a_range_graph_that_reads_its_shape_is_off_the_ane():
     from kokoro_build.verify.ane import analyze_program
 
     flexible = {"tokens": {"range": [2, 64]}}
     plain, reading = (analyze_program(_range_program(r), flexible=flexible)["placement"] for r in (False, True))
     assert plain["ane_flop_share"] == 0.0 and reading["ane_flop_share"] == 0.0  # at the shapes it runs at
     assert plain["default_shape"]["ane_op_share"] == 1.0 and "base/KokoroVocoder" in plain["default_shape"]["rule"]
-    assert reading["default_shape"]["ane_op_share"] == 0.0 and "base/KokoroAlbert" in reading["default_shape"]["rule"]
+    assert reading["default_shape"]["ane_op_share"] == 0.0 and reading["default_shape"]["blocker"] == "shape"
+    assert "RangeDim Albert" in reading["default_shape"]["rule"]
     assert predict_placement([CONV], {}, [])["default_shape"] is None  # fixed: one shape, nothing to split
+
+
+def test_a_recurrence_keeps_a_range_graph_off_the_ane_at_its_default_shape_too():
+    flexible = {"frames": {"range": [1, 1200]}}
+    convs = predict_placement([CONV] * 4, flexible, ["en"])
+    with_lstm = predict_placement([OpRow("lstm", "cpu", 10)] + [CONV] * 4, flexible, ["en"], range_blocker="lstm")
+    assert convs["default_shape"]["ane_flop_share"] == 1.0 and convs["default_shape"]["blocker"] is None
+    assert with_lstm["default_shape"]["ane_flop_share"] == 0.0 and "Prosody" in with_lstm["default_shape"]["rule"]
