@@ -26,8 +26,8 @@ ISLANDS = PIPELINE.replace("name: tiny-chain", "name: tiny-islands").replace(
 def _every_op_has_a_kernel(chain) -> None:
     from kokoro_build.verify.mil_eval import MilEvaluator
     for stage in chain.stages.values():
-        for artifact in stage["artifacts"]:
-            package = chain.variant_dir / artifact["package"]
+        for artifact in stage.artifacts:
+            package = chain.variant_dir / artifact.package
             assert MilEvaluator(package).missing_kernels() == set(), package
 
 
@@ -57,8 +57,8 @@ def test_the_fused_synthesizer_speaks_like_the_split_chain(chain, tmp_path_facto
 def test_the_islands_chain_speaks_like_the_whole_vocoder(chain, tmp_path_factory):
     islands = _build(tmp_path_factory, ISLANDS, "tiny-islands")
     _every_op_has_a_kernel(islands)
-    assert islands.manifest["stages"]["vocoder"]["options"] == {"islands": ["noise", "tail"]}
-    assert islands.manifest["stages"]["noise"]["artifacts"][0]["precision"] == "fp32"
+    assert islands.manifest.stages["vocoder"].options == {"islands": ["noise", "tail"]}
+    assert islands.manifest.stages["noise"].artifacts[0].precision == "fp32"
     text = "The committee met on Tuesday."
     whole, split = (c.speak(text, voice="test_voice", seed=5) for c in (chain, islands))
     assert len(whole.audio) == len(split.audio)
