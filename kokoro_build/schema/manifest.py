@@ -79,7 +79,7 @@ class Program(_Entry):
     sha256: str
     bytes: int
     backend: str
-    export: dict
+    export: Optional[str] = None  # how torch.export ran (the stage's executorch export mode)
     delegated_share: float
     portable_ops: dict[str, int]
     verify_report: str
