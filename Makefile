@@ -30,11 +30,15 @@ chromium:
 build: $(VENV)/.runtime
 	$(VENV)/bin/doit config=$(CONFIG)
 
+# Two workers, one torch/BLAS thread each: the builds are single-threaded, and two
+# workers that each spin two threads on two cores are slower (BENCHMARKS.md).
+TEST_THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test: $(VENV)/.test chromium
-	$(PY) -m pytest
+	$(TEST_THREADS) $(PY) -m pytest -n 2
 
 test-fast: $(VENV)/.test
-	$(PY) -m pytest -m "not slow"
+	$(TEST_THREADS) $(PY) -m pytest -n 2 -m "not slow"
 
 clean-venv:
 	rm -rf $(VENV)

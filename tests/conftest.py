@@ -31,3 +31,8 @@ def tiny_chain(tmp_path_factory):
     """The chain of a small random-weight Kokoro with every stage (slow: ~1 min to build)."""
     from tests.slow.tiny import CHAIN_PIPELINE, build_chain
     return build_chain(tmp_path_factory, CHAIN_PIPELINE, "tiny-chain")
+
+
+# make test's two workers (tests/scheduling.py): hooks, imported so pytest finds them
+from tests.scheduling import (  # noqa: E402,F401
+    pytest_collection_modifyitems, pytest_configure, pytest_configure_node, pytest_xdist_make_scheduler)
