@@ -32,6 +32,7 @@ def variant_summary(variant_dir: str | Path) -> dict:
                 "placed_flop_share": _placed(ane), "placed_segments": ane.get("placement", {}).get("segments"),
                 "lint": report.get("lint", []), "device": _device(root / verified),
                 "measured": ane["measured"], "build_seconds": sum(report.get("seconds", {}).values()),
+                "memory_bytes": report.get("memory", {}).get("lower_bound_bytes"),  # verify/memory.py
                 "eval_seconds": verify["evaluator"]["seconds"]})
             flops += ane["flops"]
             eligible += ane["eligible_flops"]
@@ -92,7 +93,7 @@ def program_table(summary: dict) -> list[list[str]]:
 def artifact_table(summary: dict) -> list[list[str]]:
     """Header + one row per artifact, as text cells."""
     table = [["stage", "artifact", "MB", "precision", "parity (worst output)", "ANE-supported ops",
-              "ANE-supported FLOPs", "on the ANE (predicted)", "segments"]]
+              "ANE-supported FLOPs", "on the ANE (predicted)", "segments", "memory ≥ MB"]]
     for r in summary["artifacts"]:
         verdict = "pass" if r["passed"] else "FAIL"
         shared = " (shared)" if ":" in r["artifact"] else ""  # one function of a multifunction package
@@ -100,7 +101,8 @@ def artifact_table(summary: dict) -> list[list[str]]:
                       f"{verdict}: {r['worst_output']} {r['psnr_db']:.1f} dB (min {r['min_psnr_db']:g})",
                       f"{r['op_share']:.0%}", f"{r['flop_share']:.0%}" +
                       (f" (+{r['unknown_flop_share']:.0%} unknown)" if r["unknown_flop_share"] else ""),
-                      _placed_cell(r), str(r["placed_segments"] if r["placed_segments"] is not None else r["segments"])])
+                      _placed_cell(r), str(r["placed_segments"] if r["placed_segments"] is not None else r["segments"]),
+                      "–" if r.get("memory_bytes") is None else f"{r['memory_bytes'] / 1e6:.0f}"])
     return table
 
 

@@ -75,11 +75,12 @@ class MilEvaluator:
     def run(self, inputs: dict[str, np.ndarray], function: str = "main",
             stats: ActivationStats | None = None,
             progress: Callable[[int, int], None] | None = None,
-            shapes: dict | None = None) -> dict[str, np.ndarray]:
+            shapes: dict | None = None, memory=None) -> dict[str, np.ndarray]:
         """Named numpy inputs -> named numpy outputs of `function`. `stats` collects
         activation statistics (inputs included); `shapes` (a dict) receives the shape of
         every input and computed value (the ANE analyzer counts a matmul's FLOPs from it,
-        also where an operand is a flexible function input)."""
+        also where an operand is a flexible function input); `memory` (a
+        verify.memory.ActivationMeter) the most activation bytes alive at once."""
         if function not in self.program.functions:
             raise MilEvalError(f"{self.package.name}: no function {function!r} "
                                f"(has: {', '.join(self.functions)})")
@@ -99,12 +100,14 @@ class MilEvaluator:
                 shapes[name] = tuple(value.shape)
             if stats is not None:
                 stats.record(name, "input", env[name])
+            if memory is not None:
+                memory.hold(name, env[name], var.dtype)
         with torch.no_grad():
-            outputs = self._run_block(func, env, stats, progress, shapes)
+            outputs = self._run_block(func, env, stats, progress, shapes, memory)
         return {var.name: _to_numpy(value) for var, value in zip(func.outputs, outputs)}
 
     # -- execution -----------------------------------------------------------------
-    def _run_block(self, block, env: dict, stats, progress=None, shapes=None) -> list:
+    def _run_block(self, block, env: dict, stats, progress=None, shapes=None, memory=None) -> list:
         operations = list(block.operations)
         # Free each value after its last use: holding every intermediate made the
         # 30 s vocoder need tens of GB, and fresh allocations made the ops slow.
@@ -139,9 +142,15 @@ class MilEvaluator:
                     stats.record(var.name, op.op_type, env[var.name])
                 if shapes is not None and isinstance(env[var.name], torch.Tensor):
                     shapes[var.name] = tuple(env[var.name].shape)
+                if memory is not None:
+                    memory.hold(var.name, env[var.name], var.dtype)
+            if memory is not None:
+                memory.settle()
             for name in last_use.get(index, ()):
                 if name not in keep:
                     env.pop(name, None)
+                    if memory is not None:
+                        memory.release(name)
             if progress:
                 progress(index + 1, len(operations))
         return [self._value(var, env) for var in block.outputs]

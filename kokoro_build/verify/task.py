@@ -90,6 +90,7 @@ def verify_artifact(run: StageRun) -> None:
     from kokoro_build.verify.audio import mel_correlation
     from kokoro_build.verify.golden import write_golden
     from kokoro_build.verify.lint import failing
+    from kokoro_build.verify.memory import ActivationMeter, memory_floor
     from kokoro_build.verify.mil_eval import MilEvaluator
 
     package, function, out_path = run.paths.package, run.function, run.paths.verified
@@ -101,8 +102,9 @@ def verify_artifact(run: StageRun) -> None:
     start = time.time()
     evaluator = MilEvaluator(package, run.precision)
     shapes: dict = {}
+    meter = ActivationMeter()
     feed = {n: x.numpy() for n, x in zip(names, inputs)}
-    evaluated = evaluator.run(feed, shapes=shapes, function=function_name)
+    evaluated = evaluator.run(feed, shapes=shapes, function=function_name, memory=meter)
     eval_seconds = time.time() - start
     write_golden(run.paths.golden, feed, evaluated)
     reference, twin_seconds = run_twin(run.paths.traced, inputs)
@@ -135,7 +137,7 @@ def verify_artifact(run: StageRun) -> None:
             "passed": passed, "sizes": at, "outputs": outputs,
             "evaluator": {"precision": run.precision, "seconds": round(eval_seconds, 2)},
             "twin_seconds": round(twin_seconds, 2)},
-        "ane": ane, "lint": lint})
+        "ane": ane, "lint": lint, "memory": memory_floor(package, meter)})
     if lint_failures:
         raise VerifyError(f"{package}: verify.lint.fail_on: " + "; ".join(
             f"{f['id']} ({f['severity']}): {f['on_device']} ({f['source']})" for f in lint_failures)

@@ -146,3 +146,21 @@ def test_concat_of_zero_d_values_gives_a_vector_as_core_ml_does():
     assert program.functions["main"].outputs[0].shape == (2,)
     got = list(_run(program, {"x": np.array([[1, 2, 3]], np.float32)}).values())[0]
     assert got.tolist() == [6.0, 12.0]
+
+
+@pytest.mark.parametrize("dtype, width", [("fp32", 4), ("fp16", 2)])
+def test_the_memory_meter_counts_the_most_bytes_alive_at_once_at_the_programs_width(dtype, width):
+    from coremltools.converters.mil.mil import types
+
+    from kokoro_build.verify.memory import ActivationMeter
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1000,), dtype=getattr(types, dtype))],
+                opset_version=ct.target.iOS17)
+    def program(x):
+        scaled = mb.mul(x=x, y=np.array(3, getattr(np, "float16" if dtype == "fp16" else "float32")))
+        doubled = mb.concat(values=[scaled, scaled], axis=0)  # x is freed: scaled + doubled alive
+        return mb.reshape(x=doubled, shape=[20, 100])  # a view of doubled: counted once
+    meter = ActivationMeter()
+    MilEvaluator("a.mlpackage", "fp16", program=program).run(
+        {"x": np.ones(1000, np.float16 if dtype == "fp16" else np.float32)}, memory=meter)
+    assert meter.peak_bytes == 3000 * width
