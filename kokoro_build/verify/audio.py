@@ -109,6 +109,95 @@ def mcd_db(reference, degraded, sample_rate: int = 24000) -> float:
     return float(np.mean(10.0 / np.log(10) * np.sqrt(2.0 * np.sum(diff ** 2, axis=1))))
 
 
+def _cepstral_distance(ref: np.ndarray, deg: np.ndarray) -> np.ndarray:
+    """[len(ref), len(deg)] per-frame-pair MCD (dB) over coefficients 1..24."""
+    a, b = ref[:, 1:MCD_COEFFICIENTS + 1], deg[:, 1:MCD_COEFFICIENTS + 1]
+    squared = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None, :] - 2.0 * a @ b.T
+    return 10.0 / np.log(10) * np.sqrt(2.0 * np.maximum(squared, 0.0))
+
+
+def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:
+    """The monotone path from (0, 0) to the last cell with the least summed cost (steps
+    right, down, diagonal). A row at a time: D[i, j] = c[i, j] + min(a_j, D[i, j-1])
+    with a_j = min(D[i-1, j], D[i-1, j-1]) unrolls to S_j + min_{k<=j}(a_k - S_{k-1}),
+    S the row's prefix sum of c, so each row is two cumulative numpy passes."""
+    rows, cols = cost.shape
+    total = np.empty_like(cost)
+    total[0] = np.cumsum(cost[0])
+    for i in range(1, rows):
+        above = total[i - 1]
+        reach = np.minimum(above, np.concatenate(([np.inf], above[:-1])))
+        prefix = np.cumsum(cost[i])
+        shifted = np.concatenate(([0.0], prefix[:-1]))
+        total[i] = prefix + np.minimum.accumulate(reach - shifted)
+    path, i, j = [(rows - 1, cols - 1)], rows - 1, cols - 1
+    while i or j:
+        steps = [(i - 1, j - 1), (i - 1, j), (i, j - 1)]
+        i, j = min((s for s in steps if s[0] >= 0 and s[1] >= 0), key=lambda s: total[s])
+        path.append((i, j))
+    return path[::-1]
+
+
+def mcd_dtw_db(reference, degraded, sample_rate: int = 24000) -> float:
+    """MCD after dynamic time warping: for two renderings whose timing differs (each
+    side with its own durations). Frames as in `mcd_db`; the path minimizes the summed
+    distance; averaged over the path's pairs whose reference frame is loud."""
+    ref, deg = (mel_cepstrum(np.ravel(x)) for x in (reference, degraded))
+    loud = ref[:, 0] >= ref[:, 0].max() - MCD_SILENCE_DB / 20 * np.log(10)
+    cost = _cepstral_distance(ref, deg)
+    distances = [cost[i, j] for i, j in dtw_path(cost) if loud[i]]
+    return float(np.mean(distances))
+
+
+# F0 by YIN (de Cheveigne and Kawahara 2002): 40 ms frames, 10 ms hop, 60-500 Hz (speech);
+# a frame is voiced where the normalized difference dips under 0.15 (the paper's threshold).
+F0_FRAME_S, F0_HOP_S, F0_RANGE_HZ, YIN_THRESHOLD = 0.040, 0.010, (60.0, 500.0), 0.15
+
+
+def f0_track(audio, sample_rate: int = 24000) -> np.ndarray:
+    """Per-frame F0 in Hz, 0 where unvoiced (or 40 dB below the loudest frame)."""
+    x = np.ravel(audio).astype(np.float64)
+    size, hop = int(F0_FRAME_S * sample_rate), int(F0_HOP_S * sample_rate)
+    low, high = int(sample_rate / F0_RANGE_HZ[1]), int(sample_rate / F0_RANGE_HZ[0])
+    if len(x) < size + high:
+        return np.zeros(0)
+    starts = np.arange(0, len(x) - size - high, hop)
+    frames = np.stack([x[s:s + size + high] for s in starts])
+    energy = (frames[:, :size] ** 2).mean(1)
+    diff = np.stack([((frames[:, :size] - frames[:, lag:lag + size]) ** 2).sum(1)
+                     for lag in range(1, high + 1)], axis=1)  # [frames, lag 1..high]
+    cumulative = np.cumsum(diff, axis=1) / np.arange(1, high + 1)
+    normalized = diff / np.maximum(cumulative, 1e-12)
+    f0 = np.zeros(len(starts))
+    for n, row in enumerate(normalized):
+        below = np.nonzero(row[low - 1:] < YIN_THRESHOLD)[0]
+        if not below.size or energy[n] < energy.max() * 1e-4:
+            continue
+        lag = below[0] + low - 1  # the first dip, then down to its local minimum
+        while lag + 1 < high and row[lag + 1] < row[lag]:
+            lag += 1
+        if 0 < lag < high - 1:  # parabolic interpolation between lags
+            a, b, c = row[lag - 1], row[lag], row[lag + 1]
+            offset = 0.5 * (a - c) / max(a - 2 * b + c, 1e-12)
+        else:
+            offset = 0.0
+        f0[n] = sample_rate / (lag + 1 + offset)
+    return f0
+
+
+def f0_error_cents(reference, degraded, sample_rate: int = 24000) -> dict[str, float]:
+    """Pitch judged on frames voiced in both renderings (same timing: teacher-forced):
+    the mean absolute F0 difference in cents (100 per semitone), and the share of the
+    reference's voiced frames the other rendering also voices."""
+    ref, deg = f0_track(reference, sample_rate), f0_track(degraded, sample_rate)
+    count = min(len(ref), len(deg))
+    ref, deg = ref[:count], deg[:count]
+    both = (ref > 0) & (deg > 0)
+    cents = 1200.0 * np.abs(np.log2(deg[both] / ref[both])) if both.any() else np.zeros(0)
+    return {"f0_error_cents": float(cents.mean()) if cents.size else 0.0,
+            "voicing_agreement": float(both.sum() / max((ref > 0).sum(), 1))}
+
+
 def audio_metrics(reference, degraded, sample_rate: int = 24000) -> dict[str, float]:
     """Every metric of `degraded` against `reference` (the fp32 torch chain)."""
     return {"mel_correlation": mel_correlation(reference, degraded),

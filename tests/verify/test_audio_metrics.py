@@ -69,3 +69,34 @@ def test_duration_changes_count_tokens_whose_frames_moved():
     assert audio_failures({"durations": changes}, {"max_duration_changed_share": None}) == []
     with pytest.raises(ValueError, match="chunked differently"):
         duration_changes(reference, chain[:1])
+
+
+def steady(pitch_hz: float, seconds: float = 1.0) -> np.ndarray:
+    """A vowel at a constant pitch (harmonics under one formant)."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    return sum(np.exp(-((k * pitch_hz - 700) / 400) ** 2) * np.sin(2 * np.pi * k * pitch_hz * t)
+               for k in range(1, 15)).astype(np.float32)
+
+
+def test_f0_is_found_and_a_semitone_is_a_hundred_cents():
+    from kokoro_build.verify.audio import f0_error_cents, f0_track
+    track = f0_track(steady(150.0))
+    assert len(track) > 50 and np.all(np.abs(track - 150.0) < 1.0), track[:5]
+    same = f0_error_cents(steady(150.0), steady(150.0))
+    shifted = f0_error_cents(steady(150.0), steady(150.0 * 2 ** (1 / 12)))
+    assert same["f0_error_cents"] < 1 and same["voicing_agreement"] == 1.0
+    assert 95 < shifted["f0_error_cents"] < 105
+
+
+def test_a_longer_frame_is_timing_for_dtw_mcd_not_lost_sound():
+    """One Kokoro frame (600 samples) held longer mid-utterance shifts everything after
+    it: plain MCD, frame t against frame t, calls that distortion; after DTW it is
+    (nearly) none, while added noise still is."""
+    from kokoro_build.verify.audio import mcd_dtw_db
+    x = voiced(2.0)
+    middle = len(x) // 2
+    longer = np.concatenate([x[:middle], x[middle - 600:middle], x[middle:]])
+    noisy = x + np.random.default_rng(1).normal(0, 0.05, x.shape).astype(np.float32)
+    assert mcd_db(x, longer) > 1.0  # measured 1.75 dB
+    assert mcd_dtw_db(x, longer) < 0.2  # 0.04 dB
+    assert mcd_dtw_db(x, noisy) > 2.0  # 3.98 dB
