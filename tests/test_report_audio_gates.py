@@ -28,8 +28,10 @@ def fake_variant(monkeypatch, tmp_path):
         return SimpleNamespace(audio=audio, sample_rate=24000, real_time_factor=1.0,
                                chunks=[SimpleNamespace(durations=np.array(durations))])
     monkeypatch.setattr(variant, "variant_summary", lambda root: SUMMARY)
+    forced = reference + np.random.default_rng(1).normal(0, 0.002, reference.shape).astype(np.float32)
     monkeypatch.setattr(variant, "speak_both", lambda root, voice: (
-        speech(reference, [3, 5, 2, 4]), speech(degraded, [3, 6, 2, 4])))  # one token a frame longer
+        speech(reference, [3, 5, 2, 4]), speech(degraded, [3, 6, 2, 4]),  # one token a frame longer
+        speech(forced, [3, 5, 2, 4])))  # on the reference's durations
     return tmp_path
 
 
@@ -80,3 +82,19 @@ def test_the_durations_are_judged_on_their_own_and_can_be_gated(fake_variant):
         (fake_variant / "report.md").read_text()
     with pytest.raises(variant.AudioGateError, match=r"duration_changed_share 0.250 > 0.02"):
         _report(fake_variant, {**gates, "max_duration_changed_share": 0.02})
+
+
+def test_teacher_forced_and_dtw_metrics_are_reported_and_gate_by_name(fake_variant):
+    gates = {"min_pesq": None, "max_mcd_db": None, "min_mel_correlation": None}
+    _report(fake_variant, gates)
+    audio = json.loads((fake_variant / "report" / "summary.json").read_text())["audio"]
+    forced = audio["teacher_forced"]
+    assert forced["pesq"] > audio["pesq"]  # the forced rendering carries less noise
+    assert forced["f0_error_cents"] < 20 and forced["voicing_agreement"] > 0.8, forced
+    assert audio["mcd_dtw_db"] > 0
+    markdown = (fake_variant / "report.md").read_text()
+    assert "MCD after DTW" in markdown and "(teacher-forced): PESQ" in markdown and "cents" in markdown
+    with pytest.raises(variant.AudioGateError, match=r"teacher_forced_pesq .* < 4.6"):
+        _report(fake_variant, {**gates, "min_teacher_forced_pesq": 4.6})
+    with pytest.raises(variant.AudioGateError, match=r"f0_error_cents .* > 0.001"):
+        _report(fake_variant, {**gates, "max_f0_error_cents": 0.001})

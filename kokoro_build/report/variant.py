@@ -11,6 +11,8 @@ import html
 import time
 from pathlib import Path
 
+import numpy as np
+
 from kokoro_build.store.package import atomic_path, write_json
 from kokoro_build.report.summary import (artifact_table, lint_lines, markdown_table, program_table,
                                          variant_summary)
@@ -19,15 +21,21 @@ SENTENCE = "The quick brown fox jumps over the lazy dog, and the report hears ev
 
 
 def speak_both(variant_dir: Path, voice: str, text: str = SENTENCE):
-    """(reference, chain): `text` spoken by the variant's torch twins (fp32, the
-    reference) and by its saved artifacts through the MIL evaluator, each a Speech
-    (audio, chunks, timings), with the same G2P, voice and noise seed."""
+    """(reference, chain, forced): `text` spoken by the variant's torch twins (fp32, the
+    reference), by its saved artifacts through the MIL evaluator, and by the saved
+    artifacts on the reference's durations (teacher-forced; the chain's own Speech when
+    no duration changed), each a Speech (audio, chunks, timings), with the same G2P,
+    voice and noise seed."""
     from kokoro_build.runtime import Chain
     from kokoro_build.runtime.text import misaki_g2p
     g2p = misaki_g2p()
     reference = Chain(variant_dir, backend="torch", g2p=g2p).speak(text, voice=voice, seed=0)
-    chain = Chain(variant_dir, backend="mil", g2p=g2p).speak(text, voice=voice, seed=0)
-    return reference, chain
+    mil = Chain(variant_dir, backend="mil", g2p=g2p)
+    chain = mil.speak(text, voice=voice, seed=0)
+    same_timing = len(chain.chunks) == len(reference.chunks) and all(
+        np.array_equal(c.durations, r.durations) for c, r in zip(chain.chunks, reference.chunks))
+    forced = chain if same_timing else mil.speak(text, voice=voice, seed=0, forced=reference)
+    return reference, chain, forced
 
 
 class AudioGateError(RuntimeError):
@@ -39,7 +47,7 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     import soundfile
 
     from kokoro_build.report import plots
-    from kokoro_build.verify.audio import audio_failures, audio_metrics, duration_changes
+    from kokoro_build.verify.audio import audio_failures, duration_changes, speech_metrics
 
     root = Path(variant_dir)
     start = time.time()
@@ -51,13 +59,13 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     figures = {"ane": plots.ane_share_chart(summary["stages"])}
     folder = root / "report"
     try:
-        reference, chain = speak_both(root, voice)
+        reference, chain, forced = speak_both(root, voice)
     except ValueError as error:  # ChainError: a variant that can't speak this sentence
         audio = {"error": str(error)}
         print(f"report {summary['name']}: no speech section: {error}", flush=True)
     else:
         sample_rate = chain.sample_rate
-        audio = {**audio_metrics(reference.audio, chain.audio, sample_rate),
+        audio = {**speech_metrics(reference.audio, chain.audio, forced.audio, sample_rate),
                  "durations": duration_changes([c.durations for c in reference.chunks],
                                                [c.durations for c in chain.chunks]),
                  "seconds": len(chain.audio) / sample_rate,
@@ -125,9 +133,22 @@ def speech_finding(audio: dict) -> str:
         else "every verify.audio gate met" if gates else "no verify.audio gates"
     return (f"Speech: \"{SENTENCE}\" ({audio['seconds']:.1f} s), the saved artifacts against the "
             f"fp32 torch twins, same noise: PESQ {audio['pesq']:.2f} (wideband), MCD "
-            f"{audio['mcd_db']:.2f} dB, log-mel correlation {audio['mel_correlation']:.4f}; "
-            f"{_timing(audio.get('durations'))}{verdict}. "
+            f"{audio['mcd_db']:.2f} dB, log-mel correlation {audio['mel_correlation']:.4f}"
+            f"{_dtw(audio)}; {_timing(audio.get('durations'))}{_forced(audio)}{verdict}. "
             f"The evaluator ran at {audio['evaluator_real_time_factor']:.2f}x real time.")
+
+
+def _dtw(audio: dict) -> str:
+    return f", MCD after DTW {audio['mcd_dtw_db']:.2f} dB" if "mcd_dtw_db" in audio else ""
+
+
+def _forced(audio: dict) -> str:
+    """Timing held equal (None: an older summary)."""
+    forced = audio.get("teacher_forced")
+    if not forced:
+        return ""
+    return (f"on the twin's durations (teacher-forced): PESQ {forced['pesq']:.2f}, MCD {forced['mcd_db']:.2f} dB, "
+            f"F0 error {forced['f0_error_cents']:.1f} cents on {forced['voicing_agreement']:.0%} of voiced frames; ")
 
 
 def _timing(durations: dict | None) -> str:

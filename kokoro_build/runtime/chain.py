@@ -114,7 +114,7 @@ class Chain:
         return list(getattr(self._g2p, "neural_words", []))
 
     def speak(self, text: str, voice: str, speed: float = 1.0, seed: int = 0,
-              progress: Callable[[str], None] | None = None) -> Speech:
+              progress: Callable[[str], None] | None = None, forced: Speech | None = None) -> Speech:
         text = clean_text(text)
         if not text.strip():
             raise ChainError("empty text: nothing to speak (after dropping control characters)")
@@ -131,13 +131,18 @@ class Chain:
         if not phonemes.strip(" ,.;:!?"):
             raise ChainError(f"no speakable symbol in the text ({text[:40]!r}): the G2P produced "
                              "no phoneme that Kokoro knows")
-        speech = self.speak_phonemes(phonemes, voice, speed, seed, progress)
+        speech = self.speak_phonemes(phonemes, voice, speed, seed, progress, forced)
         speech.seconds = time.time() - start
         return speech
 
     def speak_phonemes(self, phonemes: str, voice: str, speed: float = 1.0, seed: int = 0,
-                       progress: Callable[[str], None] | None = None) -> Speech:
-        """Kokoro phonemes (every symbol in the vocab) -> audio, chunk by chunk."""
+                       progress: Callable[[str], None] | None = None, forced: Speech | None = None) -> Speech:
+        """Kokoro phonemes (every symbol in the vocab) -> audio, chunk by chunk.
+
+        `forced` (teacher forcing): another rendering of the same phonemes whose chunks'
+        durations replace this chain's own, so the stages after the duration stage are
+        judged with the timing held equal (verify/audio.py)."""
+        durations = {c.phonemes: c.durations for c in forced.chunks} if forced else None
         self._check(voice, speed)
         unknown = sorted({p for p in phonemes if p not in self.vocab})
         if unknown:
@@ -145,8 +150,14 @@ class Chain:
         start, queue, chunks = time.time(), chunk_phonemes(phonemes), []
         while queue:
             piece = queue.pop(0)
+            if durations is not None and piece not in durations:  # the forced side halved it
+                if len(piece) < 2:
+                    raise ChainError(f"teacher forcing: the forced rendering has no chunk {piece!r}")
+                queue[:0] = [p for p in halve(piece) if p]
+                continue
             try:
-                chunk = self._speak_chunk(piece, voice, speed, seed + len(chunks))
+                chunk = self._speak_chunk(piece, voice, speed, seed + len(chunks),
+                                          None if durations is None else durations[piece])
             except _NoFrameBucket as missing:
                 if not missing.too_long or len(piece) < 2:  # halving can't help
                     raise ChainError(f"no artifact can run {missing}") from None
@@ -188,12 +199,13 @@ class Chain:
         run_size, artifact = min(options, key=lambda option: option[0])
         return artifact, run_size
 
-    def _speak_chunk(self, phonemes: str, voice: str, speed: float, noise_seed: int) -> ChunkResult:
+    def _speak_chunk(self, phonemes: str, voice: str, speed: float, noise_seed: int,
+                     forced: np.ndarray | None = None) -> ChunkResult:
         # kokoro picks the style row by phoneme count (KPipeline: pack[len(ps) - 1])
         ref_s = self.voice_pack(voice)[len(phonemes) - 1].reshape(1, -1).astype(np.float32)
         tokens = [0] + [self.vocab[p] for p in phonemes] + [0]
         raw, d, t_en, token_bucket = self._duration(tokens, ref_s, speed)
-        durations = np.maximum(np.round(raw), 1).astype(np.int64)  # as KModel: round, clamp(min=1)
+        durations = np.maximum(np.round(raw), 1).astype(np.int64) if forced is None else forced  # as KModel
         frames = int(durations.sum())
         if "synthesizer" in self.stages:
             synthesizer = self._pick_2d("synthesizer", len(tokens), frames)

@@ -387,6 +387,11 @@ class AudioConfig(Strict):
     # the share of tokens whose rounded frame count differs from the fp32 twin's
     # (verify/audio.duration_changes); off by default until a default is measured
     max_duration_changed_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    # timing held equal (teacher forcing: the chain runs on the twin's durations) and
+    # free-running after DTW (verify/audio.py); off by default until measured
+    min_teacher_forced_pesq: float | None = Field(default=None, ge=1.0, le=4.64)
+    max_f0_error_cents: float | None = Field(default=None, ge=0.0)
+    max_mcd_dtw_db: float | None = Field(default=None, ge=0.0)
     # false: a missed gate is reported (report.md, a warning) but does not fail the
     # build; for recipes that measure a trade-off rather than ship
     enforce: bool = True

@@ -205,6 +205,17 @@ def audio_metrics(reference, degraded, sample_rate: int = 24000) -> dict[str, fl
             "mcd_db": mcd_db(reference, degraded, sample_rate)}
 
 
+def speech_metrics(reference, free_running, teacher_forced, sample_rate: int = 24000) -> dict:
+    """The chain's speech against its reference, two ways: free-running (each side with
+    its own durations: the whole-utterance metrics as before, plus MCD after DTW) and
+    teacher-forced (the chain on the reference's durations, so timing is equal and what
+    is left is sound: PESQ, MCD, log-mel correlation, F0 error)."""
+    forced = audio_metrics(reference, teacher_forced, sample_rate)
+    return {**audio_metrics(reference, free_running, sample_rate),
+            "mcd_dtw_db": mcd_dtw_db(reference, free_running, sample_rate),
+            "teacher_forced": {**forced, **f0_error_cents(reference, teacher_forced, sample_rate)}}
+
+
 def duration_changes(reference: list[np.ndarray], chain: list[np.ndarray]) -> dict:
     """Timing judged on its own: each chunk's rounded frames per token from the chain
     against the reference's (the same G2P and chunks on both sides). One token a frame
@@ -223,10 +234,15 @@ def duration_changes(reference: list[np.ndarray], chain: list[np.ndarray]) -> di
 
 def audio_failures(metrics: dict, gates: dict[str, float]) -> list[str]:
     """What misses the `verify.audio` gates (empty: every gate met). The duration gate
-    reads `metrics["durations"]` (duration_changes)."""
-    values = {**metrics, "duration_changed_share": (metrics.get("durations") or {}).get("changed_share")}
+    reads `metrics["durations"]` (duration_changes), the teacher-forced gates
+    `metrics["teacher_forced"]` (speech_metrics)."""
+    forced = metrics.get("teacher_forced") or {}
+    values = {**metrics, "duration_changed_share": (metrics.get("durations") or {}).get("changed_share"),
+              "teacher_forced_pesq": forced.get("pesq"), "f0_error_cents": forced.get("f0_error_cents")}
     checks = (("mel_correlation", "min_mel_correlation", 1), ("pesq", "min_pesq", 1),
-              ("mcd_db", "max_mcd_db", -1), ("duration_changed_share", "max_duration_changed_share", -1))
+              ("mcd_db", "max_mcd_db", -1), ("duration_changed_share", "max_duration_changed_share", -1),
+              ("teacher_forced_pesq", "min_teacher_forced_pesq", 1), ("f0_error_cents", "max_f0_error_cents", -1),
+              ("mcd_dtw_db", "max_mcd_dtw_db", -1))
     return [f"{name} {values[name]:.3f} {'<' if sign > 0 else '>'} {gates[gate]:g}"
             for name, gate, sign in checks
             if gates.get(gate) is not None and values.get(name) is not None

@@ -92,6 +92,21 @@ def test_long_chunks_are_halved_and_the_same_seed_gives_the_same_audio(chain):
 
 
 @pytest.mark.slow
+def test_teacher_forcing_runs_the_later_stages_on_the_given_durations(chain):
+    """The halved chunks too: the forced side's chunks decide the split."""
+    import copy
+    text = "The committee met on Tuesday to discuss the budget, the schedule and the library."
+    own = chain.speak(text, voice="test_voice", seed=3)
+    assert np.array_equal(chain.speak(text, voice="test_voice", seed=3, forced=own).audio, own.audio)
+    other = copy.deepcopy(own)
+    other.chunks[0].durations = np.maximum(other.chunks[0].durations - 1, 1)  # shorter first chunk
+    forced = chain.speak(text, voice="test_voice", seed=3, forced=other)
+    assert [c.phonemes for c in forced.chunks] == [c.phonemes for c in own.chunks]
+    assert all(np.array_equal(f.durations, o.durations) for f, o in zip(forced.chunks, other.chunks))
+    assert len(forced.audio) == sum(c.frames for c in other.chunks) * chain.samples_per_frame < len(own.audio)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kwargs, message", [
     ({"text": "   "}, "empty text"),
     ({"text": "?! ... !"}, "no speakable symbol"),
