@@ -57,3 +57,19 @@ def test_diff_of_two_built_variants(tmp_path, capsys, markdown):
 def test_unknown_side_is_a_clear_error(tmp_path, capsys):
     assert cli(["diff", "nope", "pipeline.yaml", "--artifacts", str(tmp_path), "--no-speech"]) == 1
     assert "'nope' is neither a pipeline file" in capsys.readouterr().err
+
+
+def test_diff_shows_each_sides_report_sentence_metrics(tmp_path, capsys):
+    for name, pesq, forced_pesq in (("a", 4.3, 4.4), ("b", 3.1, 4.2)):
+        variant = fake_variant(tmp_path, name, "1" * 64, 100.0, 80.0)
+        (variant / "report").mkdir()
+        (variant / "report" / "summary.json").write_text(json.dumps({"audio": {
+            "pesq": pesq, "mcd_dtw_db": 1.0, "durations": {"changed_share": 0.1 if name == "b" else 0.0},
+            "teacher_forced": {"pesq": forced_pesq, "mcd_db": 0.9, "f0_error_cents": 12.5}}}))
+    assert cli(["diff", "a", "b", "--artifacts", str(tmp_path), "--recipes", str(tmp_path / "none"),
+                "--no-speech"]) == 0
+    out = capsys.readouterr().out
+    assert "Report sentence against each side's own fp32 chain" in out
+    lines = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert "-1.2" in lines["PESQ"] and "-0.2" in lines["teacher-forced PESQ"] and "+0.1" in lines["durations changed"]
+    assert "12.5" in lines["F0 error cents"]

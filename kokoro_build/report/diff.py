@@ -7,7 +7,9 @@ variant's name (`artifacts/<name>/`). Printed as aligned text, or Markdown:
   2. which artifacts differ, by sha256 (both sides built);
   3. per stage: size, worst parity, ANE-eligible FLOP share, op count, build time,
      with B − A;
-  4. the log-mel correlation of the two chains speaking one fixed sentence (same
+  4. each side's report sentence against its own fp32 chain (report/summary.json):
+     PESQ, MCD after DTW, durations changed, teacher-forced PESQ, MCD and F0 error;
+  5. the log-mel correlation of the two chains speaking one fixed sentence (same
      phonemes, voice and noise), through the saved artifacts.
 """
 from __future__ import annotations
@@ -94,6 +96,28 @@ def stage_metrics(side: Side) -> dict[str, dict[str, float]]:
     return metrics
 
 
+# Each side's report sentence against its own fp32 chain (report/summary.json)
+SPEECH_METRICS = (("PESQ", ("pesq",)), ("MCD dB", ("mcd_dtw_db",)), ("log-mel correlation", ("mel_correlation",)),
+                  ("durations changed", ("durations", "changed_share")),
+                  ("teacher-forced PESQ", ("teacher_forced", "pesq")),
+                  ("teacher-forced MCD dB", ("teacher_forced", "mcd_db")),
+                  ("F0 error cents", ("teacher_forced", "f0_error_cents")))
+
+
+def speech_metrics(side: Side) -> dict[str, float]:
+    """{title: value} of the side's report (empty if it has none)."""
+    path = side.variant_dir / "report" / "summary.json"
+    audio = json.loads(path.read_text()).get("audio", {}) if path.is_file() else {}
+    values = {}
+    for title, keys in SPEECH_METRICS:
+        value = audio
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)):
+            values[title] = float(value)
+    return values
+
+
 def artifact_digests(side: Side) -> dict[str, str]:
     """{"stage package[:function]": sha256}, and {"stage program": sha256} for .pte files."""
     digests = {f"{stage} {a.package}" + (f":{a.function}" if a.function else ""): a.sha256
@@ -178,6 +202,15 @@ def format_diff(a: Side, b: Side, markdown: bool = False, speech: float | None =
     rows.append(["(all)", "size MB", _cell(total_a), _cell(total_b), f"{total_b - total_a:+.4g}"])
     out += [h("Metrics per stage"), ""] + _table(["stage", "metric", a.label, b.label, "B − A"], rows, markdown)
     out.append("")
+    speech_a, speech_b = speech_metrics(a), speech_metrics(b)
+    rows = [[title, _cell(speech_a[title]) if title in speech_a else "—",
+             _cell(speech_b[title]) if title in speech_b else "—",
+             f"{speech_b[title] - speech_a[title]:+.4g}" if title in speech_a and title in speech_b else "—"]
+            for title, _ in SPEECH_METRICS if title in speech_a or title in speech_b]
+    if rows:
+        out += [h("Report sentence against each side's own fp32 chain"), "",
+                "(MCD after DTW; teacher-forced: on the fp32 twin's durations)", ""]
+        out += _table(["metric", a.label, b.label, "B − A"], rows, markdown) + [""]
     if speech is not None:
         out += [h("Speech"), "", f"log-mel correlation of the two chains on {SENTENCE!r} "
                                  f"(same phonemes, voice and noise): {speech:.4f}"]
