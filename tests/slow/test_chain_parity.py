@@ -19,7 +19,7 @@ TEXTS = [
     # Long enough for more than 510 tokens: chunked at sentence ends.
     " ".join(["Once upon a time, in a quiet village by the sea, there lived an old "
               "clockmaker who repaired every clock in town, and he never once asked for "
-              "payment, because he believed that time belonged to everyone."] * 4),
+              "payment, because he believed that time belonged to everyone."] * 3),  # 602 phonemes
 ]
 
 
