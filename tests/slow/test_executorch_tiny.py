@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from kokoro_build.store.package import artifact_problems, digest_path
-from tests.slow.tiny import ROOT, header, run_doit
+from tests.slow.tiny import ROOT, UP_TO_MANIFEST, header, run_doit
 
 # duration over a token range (a torch.export Dim; its LSTMs as scan loops); the
 # vocoder with its fp32 islands, a frame bucket each; fp32, as the chain tests
@@ -31,7 +31,7 @@ TEXT = "The committee met on Tuesday to discuss the budget."
 def built(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-et")
     (folder / "pipeline.yaml").write_text(PIPELINE)
-    log = run_doit(folder / "pipeline.yaml")
+    log = run_doit(folder / "pipeline.yaml", *UP_TO_MANIFEST)
     return folder, folder / "artifacts" / "tiny-et", log
 
 
@@ -87,13 +87,13 @@ def test_a_stricter_gate_reruns_only_the_checks_and_fails_them_by_name(built):
     folder, variant, _ = built
     config = folder / "pipeline.yaml"
     config.write_text(PIPELINE.replace("verify: {", "verify: {executorch: {outputs: {f0: 300}}, "))
-    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}",
+                             *UP_TO_MANIFEST], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0
     log = result.stdout + result.stderr
     assert "prosody_frames_600.pte: the ExecuTorch program doesn't match its torch twin: f0" in log
     assert "torch.export" not in log and "ct.convert" not in log  # nothing rebuilt
     assert not json.loads((variant / "executorch" / "prosody_frames_600.verify.json").read_text())["verify"]["passed"]
     config.write_text(PIPELINE)
-    log = run_doit(config)
+    log = run_doit(config, *UP_TO_MANIFEST)
     assert "-- prosody:frames_600.pte\n" in log and ".  prosody:frames_600.pte_verify\n" in log

@@ -3,7 +3,7 @@ weights, exports and conversions come from the cache its base filled (counted fr
 doit's output), on the small random-weight Kokoro."""
 import pytest
 
-from tiny import ISLAND_STAGES, NO_SPEECH_GATES, header, run_doit
+from tiny import ISLAND_STAGES, NO_SPEECH_GATES, UP_TO_MANIFEST, header, run_doit
 
 BASE = header("tiny-base") + """stages:
   duration: {kind: duration, shapes: {tokens: {range: [2, 128]}}}
@@ -21,10 +21,10 @@ stages:
 def test_a_compression_recipe_reuses_its_bases_traces_and_conversions(tmp_path):
     (tmp_path / "base.yaml").write_text(BASE)
     (tmp_path / "w8.yaml").write_text(RECIPE)
-    base = run_doit(tmp_path / "base.yaml")
+    base = run_doit(tmp_path / "base.yaml", *UP_TO_MANIFEST)
     shapes = 1 + 4 * 2  # duration's range, and prosody, noise, vocoder, tail at two buckets
     assert base.count(": tracing") == shapes and base.count(": ct.convert") == shapes
-    recipe = run_doit(tmp_path / "w8.yaml")
+    recipe = run_doit(tmp_path / "w8.yaml", *UP_TO_MANIFEST)
     assert recipe.count(": tracing") == 0 and recipe.count(": ct.convert") == 0
     assert recipe.count("cache hit: export") == shapes and recipe.count("cache hit: convert") == shapes
     assert recipe.count("cache hit: weights") == 1

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tiny import NO_SPEECH_GATES, header, run_doit
+from tiny import NO_SPEECH_GATES, UP_TO_MANIFEST, header, run_doit
 
 PIPELINE = header("tiny-w8a8") + """\
 calibration:
@@ -35,7 +35,7 @@ def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("w8a8")
     config = tmp / "pipeline.yaml"
     config.write_text(PIPELINE)
-    assert "calibrate 2/2" in run_doit(config)
+    assert "calibrate 2/2" in run_doit(config, *UP_TO_MANIFEST)
     return config, tmp / "artifacts" / "tiny-w8a8"
 
 
