@@ -3,7 +3,9 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip --disable-pip-version-check -q
+# --no-compile: byte-compiling every installed file took 54 of 114 s (BENCHMARKS.md);
+# Python compiles what it imports, once.
+PIP    := $(PY) -m pip --disable-pip-version-check -q --no-compile
 CONFIG ?= pipeline.yaml
 
 CHROMIUM ?= /usr/bin/chromium
