@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # --no-compile: byte-compiling every installed file took 54 of 114 s (BENCHMARKS.md);
 # Python compiles what it imports, once.
-PIP    := $(PY) -m pip --disable-pip-version-check -q --no-compile
+INSTALL := $(PY) -m pip --disable-pip-version-check -q install --no-compile
 CONFIG ?= pipeline.yaml
 
 CHROMIUM ?= /usr/bin/chromium
@@ -14,13 +14,13 @@ CHROMIUM ?= /usr/bin/chromium
 
 $(VENV)/.runtime: requirements/lock.txt requirements/nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -r requirements/lock.txt
-	$(PIP) install --no-deps -r requirements/nodeps.txt
-	$(PIP) install --no-deps --no-build-isolation -e . || $(PIP) install --no-deps -e .
+	$(INSTALL) -r requirements/lock.txt
+	$(INSTALL) --no-deps -r requirements/nodeps.txt
+	$(INSTALL) --no-deps --no-build-isolation -e . || $(INSTALL) --no-deps -e .
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime requirements/test.txt
-	$(PIP) install -r requirements/test.txt
+	$(INSTALL) -r requirements/test.txt
 	touch $@
 
 # The report test renders report.html in headless Chromium (Debian's package).
