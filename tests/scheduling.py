@@ -8,9 +8,9 @@ How: the first worker writes, after collection, each test's work unit and its me
 cost to a file the controller named (`workerinput`). A unit is a test module, joined
 with every other module that uses the same shared session build (`SHARED_BUILDS`).
 The controller's scheduler hands out whole units, the most expensive first
-(`tests/durations.json`, from `make test`'s own junit report; an unknown test costs
-a guess by its marker), and gives a worker its next unit only when it is about to run the
-last test of its current one.
+(`tests/durations.json`: each test's seconds in an earlier run, recorded with
+KOKORO_TEST_DURATIONS=PATH; an unknown test costs a guess by its marker), and gives a
+worker its next unit only when it is about to run the last test of its current one.
 """
 import json
 import os
