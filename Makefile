@@ -3,9 +3,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-# --no-compile: byte-compiling every installed file took 54 of 114 s (BENCHMARKS.md);
-# Python compiles what it imports, once.
-INSTALL := $(PY) -m pip --disable-pip-version-check -q install --no-compile
+INSTALL := $(PY) -m pip --disable-pip-version-check -q install
 CONFIG ?= pipeline.yaml
 
 CHROMIUM ?= /usr/bin/chromium
