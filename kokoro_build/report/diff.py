@@ -97,7 +97,7 @@ def stage_metrics(side: Side) -> dict[str, dict[str, float]]:
 
 
 # Each side's report sentence against its own fp32 chain (report/summary.json)
-SPEECH_METRICS = (("PESQ", ("pesq",)), ("MCD dB", ("mcd_dtw_db",)), ("log-mel correlation", ("mel_correlation",)),
+SPEECH_METRICS = (("PESQ", ("pesq",)), ("MCD after DTW dB", ("mcd_dtw_db",)), ("log-mel correlation", ("mel_correlation",)),
                   ("durations changed", ("durations", "changed_share")),
                   ("teacher-forced PESQ", ("teacher_forced", "pesq")),
                   ("teacher-forced MCD dB", ("teacher_forced", "mcd_db")),

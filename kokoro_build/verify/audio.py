@@ -210,8 +210,10 @@ def speech_metrics(reference, free_running, teacher_forced, sample_rate: int = 2
     its own durations: the whole-utterance metrics as before, plus MCD after DTW) and
     teacher-forced (the chain on the reference's durations, so timing is equal and what
     is left is sound: PESQ, MCD, log-mel correlation, F0 error)."""
-    forced = audio_metrics(reference, teacher_forced, sample_rate)
-    return {**audio_metrics(reference, free_running, sample_rate),
+    free = audio_metrics(reference, free_running, sample_rate)
+    # the same rendering when no duration changed (report/variant.speak_both): measured once
+    forced = free if teacher_forced is free_running else audio_metrics(reference, teacher_forced, sample_rate)
+    return {**free,
             "mcd_dtw_db": mcd_dtw_db(reference, free_running, sample_rate),
             "teacher_forced": {**forced, **f0_error_cents(reference, teacher_forced, sample_rate)}}
 
