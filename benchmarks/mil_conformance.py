@@ -16,7 +16,9 @@ Each case is classified per op type of its program:
 - error: anything else raised while our evaluator ran (a bug of ours);
 cases that fail before the comparison (in coremltools' own conversion) are not counted.
 
-Prints a Markdown table per op type and overall; `--json` writes the rows.
+Prints a Markdown table per op type and overall; `--json` writes the rows and the node
+id of every case that is not right, and rewrites the file as cases finish, so a run cut
+short by a timeout keeps what it measured.
 """
 from __future__ import annotations
 
@@ -97,7 +99,11 @@ def _evaluator_compare(mlmodel, input_key_values, expected_outputs, dtype="fp32"
 
 
 class ConformancePlugin:
-    """pytest plugin: swap the comparison, record each case."""
+    """pytest plugin: swap the comparison, record each case (every `save_every` cases
+    into `json_path`, when given)."""
+
+    def __init__(self, json_path: str | None = None, save_every: int = 20):
+        self.json_path, self.save_every = json_path, save_every
 
     def pytest_configure(self, config):
         from coremltools.converters.mil import testing_utils
@@ -111,6 +117,12 @@ class ConformancePlugin:
     def pytest_runtest_logreport(self, report):
         if report.when == "call" and "record" in _CURRENT:
             RESULTS[report.nodeid] = _CURRENT.pop("record")
+            if self.json_path and len(RESULTS) % self.save_every == 0:
+                save(self.json_path, RESULTS, finished=False)
+
+    def pytest_sessionfinish(self):
+        if self.json_path:
+            save(self.json_path, RESULTS, finished=True)
 
 
 def summarize(results: dict[str, dict]) -> list[dict]:
@@ -126,6 +138,13 @@ def summarize(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def save(path: str, results: dict[str, dict], finished: bool) -> None:
+    not_right = {node: {"status": r["status"] or "error", "ops": r["ops"]}
+                 for node, r in results.items() if r["status"] != "right"}
+    document = {"finished": finished, "rows": summarize(results), "not_right": not_right}
+    Path(path).write_text(json.dumps(document, indent=1) + "\n")
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| op type | cases | right | wrong | refused | error |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['op']} | {r['cases']} | {r['right']} | {r['wrong']} | {r['refused']} | {r['error']} |"
@@ -138,12 +157,13 @@ def coremltools_tests() -> Path:
     return Path(coremltools.__file__).parent / "converters" / "mil" / "mil" / "ops" / "tests"
 
 
-def run(targets: list[str], keyword: str | None = None, quiet: bool = True) -> list[dict]:
+def run(targets: list[str], keyword: str | None = None, quiet: bool = True,
+        json_path: str | None = None) -> list[dict]:
     import pytest
     RESULTS.clear()
     args = [*targets, "-p", "no:cacheprovider", "-o", "addopts=", "--rootdir", str(coremltools_tests()),
             "-W", "ignore"] + (["-q", "--no-header", "-rN"] if quiet else []) + (["-k", keyword] if keyword else [])
-    pytest.main(args, plugins=[ConformancePlugin()])
+    pytest.main(args, plugins=[ConformancePlugin(json_path)])
     return summarize(RESULTS)
 
 
@@ -155,10 +175,8 @@ def main() -> None:
     args = parser.parse_args()
     base = coremltools_tests()
     targets = args.targets or [str(p) for p in sorted(base.glob("iOS1*"))]
-    rows = run(targets, args.keyword)
+    rows = run(targets, args.keyword, json_path=args.json)
     print(markdown(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":
