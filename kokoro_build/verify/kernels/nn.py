@@ -174,12 +174,14 @@ def lstm(op, a):
     return y, h_last, c_last
 
 
-def _source_positions(out_size: int, in_size: int, scale: float | None, align_corners: bool,
-                      half_pixel: bool) -> torch.Tensor:
+def _source_positions(out_size: int, in_size: int, align_corners: bool, half_pixel: bool) -> torch.Tensor:
     dst = torch.arange(out_size, dtype=torch.float64)
     if align_corners:
         return dst * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
-    ratio = 1.0 / scale if scale else in_size / out_size
+    # the grid spacing is input/output size, not 1/scale: the two differ for a scale
+    # that doesn't give a whole size (MIL upsample_bilinear doc: spacing = Xin / Xout;
+    # coremltools' TestUpsampleBilinear expects [0, .1, .5, .9, 1] for 2 -> 5 at 2.6)
+    ratio = in_size / out_size
     src = (dst + 0.5) * ratio - 0.5 if half_pixel else dst * ratio
     return src.clamp(0, in_size - 1)
 
@@ -202,7 +204,7 @@ def upsample_bilinear(op, a):
     half_pixel = a.bool("half_pixel_centers", not align_corners)
     for dim, scale in zip((x.dim() - 2, x.dim() - 1), scales):
         out_size = int(math.floor(x.shape[dim] * scale))
-        positions = _source_positions(out_size, x.shape[dim], scale, align_corners, half_pixel)
+        positions = _source_positions(out_size, x.shape[dim], align_corners, half_pixel)
         x = _linear_resample(x, dim, positions)
     return x
 
