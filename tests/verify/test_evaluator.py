@@ -21,7 +21,8 @@ def _expand(make, opset):
     return got.numpy(), np.asarray(op.materialized_val_inference(), np.float32)
 
 
-@pytest.mark.parametrize("case", ["affine", "lut_ios16", "sparse_ios16", "lut_ios18", "blockwise_ios18"])
+@pytest.mark.parametrize("case", ["affine", "lut_ios16", "sparse_ios16", "lut_ios18", "vector_lut_ios18",
+                                  "blockwise_ios18"])
 def test_compressed_weights_expand_like_coremltools(case):
     q = rng.integers(0, 255, (4, 6)).astype(np.uint8)
     if case == "affine":
@@ -44,6 +45,14 @@ def test_compressed_weights_expand_like_coremltools(case):
         indices = rng.integers(0, 4, (4, 6)).astype(types.np_uint2_dtype)
         lut = rng.standard_normal((2, 1, 4, 1)).astype(np.float32)  # a LUT per 2 rows
         got, expected = _expand(lambda: mb.constexpr_lut_to_dense(indices=indices, lut=lut), ct.target.iOS18)
+    elif case == "vector_lut_ios18":  # each index gives 3 neighbours along axis 1
+        from coremltools.converters.mil.mil import types
+        indices = rng.integers(0, 4, (4, 2, 6)).astype(types.np_uint2_dtype)
+        lut = rng.standard_normal((2, 1, 1, 4, 3)).astype(np.float32)  # a LUT of vectors per 2 rows
+        got, expected = _expand(lambda: mb.constexpr_lut_to_dense(indices=indices, lut=lut, vector_axis=np.int32(1)),
+                                ct.target.iOS18)
+        assert got.shape == (4, 6, 6)
+        np.testing.assert_array_equal(got[3, 3:6, 5], lut[1, 0, 0, int(indices[3, 1, 5])])
     else:
         data = rng.integers(-8, 8, (4, 6)).astype(np.int8)
         scale = rng.random((2, 3)).astype(np.float32)

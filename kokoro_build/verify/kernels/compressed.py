@@ -63,16 +63,21 @@ def lut_to_dense(op, a):
         nbits = int(np.log2(lut.numel()))
         indices = unpack_bits(np.asarray(a.tensor("indices")), nbits, int(np.prod(shape)))
         return lut.reshape(-1)[torch.from_numpy(indices)].reshape(shape)
-    # iOS18: unpacked indices shaped as the output; a LUT per block of channels
+    # iOS18: unpacked indices; a LUT of [palettes, vector size] per block of the indices.
+    # A vector entry fills `vector size` neighbours along `vector_axis` (index i gives
+    # outputs i*V .. i*V+V-1 there; coremltools' op doc, iOS18 constexpr_lut_to_dense)
     indices = a.tensor("indices").to(torch.long)
-    if lut.shape[-1] != 1:
-        raise MilEvalError(f"{op.name}: vector palettization (vector size {lut.shape[-1]}) "
-                           "is not implemented")
     rank = indices.dim()
-    palettes = lut.shape[rank]
-    per_block = _blockwise(lut.reshape(*lut.shape[:rank], palettes),
-                           (*indices.shape, palettes)[:rank] + (palettes,))
-    return torch.gather(per_block, rank, indices.unsqueeze(-1)).squeeze(-1)
+    palettes, vector = lut.shape[rank], lut.shape[rank + 1]
+    per_block = _blockwise(lut, (*indices.shape, palettes, vector))
+    picked = torch.gather(per_block, rank, indices[..., None, None].expand(*indices.shape, 1, vector))
+    picked = picked.squeeze(rank)  # [*indices.shape, vector]
+    if vector == 1:
+        return picked.squeeze(-1)
+    vector_axis = axis(a.int("vector_axis", 0), rank)
+    shape = list(indices.shape)
+    shape[vector_axis] *= vector
+    return picked.movedim(-1, vector_axis + 1).reshape(shape)
 
 
 @kernel("constexpr_sparse_to_dense")
