@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
@@ -42,9 +43,12 @@ def _die_with_parent() -> None:
 
 
 def run_isolated(func: Callable, *args) -> None:
-    """`func(*args)` in a fresh child; its exceptions are raised here."""
+    """`func(*args)` in a fresh child; its exceptions are raised here. A step's module may
+    name more modules for the forkserver to import (`FORKSERVER_PRELOAD`); they count
+    when its step is the build's first isolated one, which starts the forkserver."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    extra = getattr(sys.modules.get(func.__module__), "FORKSERVER_PRELOAD", ())
+    context.set_forkserver_preload([*PRELOAD, *extra])
     with ProcessPoolExecutor(1, mp_context=context, initializer=_die_with_parent) as pool:
         try:
             pool.submit(func, *args).result()

@@ -18,6 +18,9 @@ from kokoro_build.store.package import atomic_path, write_digest, write_json
 
 # Applied after the stage's own passes, for ExecuTorch only (surgery/passes/recurrent_scan.py).
 EXECUTORCH_PASSES = [["executorch::recurrent_scan", {}]]
+# Imported by the forkserver that runs the lowering steps (store/isolated.py): 6 s of
+# imports that each `.pte` step would otherwise pay in its fresh child.
+FORKSERVER_PRELOAD = ("executorch.exir", "executorch.backends.xnnpack.partition.xnnpack_partitioner")
 # Graph nodes that are bookkeeping, not kernels: not counted as ops.
 BOOKKEEPING = ("getitem", "executorch_call_delegate", "aten.sym_size.int")
 
