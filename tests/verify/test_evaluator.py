@@ -4,7 +4,7 @@ import pytest
 import torch
 import coremltools as ct
 from coremltools.converters.mil import Builder as mb
-from coremltools.converters.mil.mil import Function
+from coremltools.converters.mil.mil import Function, types
 
 from kokoro_build.verify.kernels import KERNELS, Args, MilEvalError
 from kokoro_build.verify.mil_eval import MilEvaluator, _constant
@@ -155,6 +155,24 @@ def test_concat_of_zero_d_values_gives_a_vector_as_core_ml_does():
     assert program.functions["main"].outputs[0].shape == (2,)
     got = list(_run(program, {"x": np.array([[1, 2, 3]], np.float32)}).values())[0]
     assert got.tolist() == [6.0, 12.0]
+
+
+@pytest.mark.parametrize("op_type", ["gather", "gather_along_axis", "gather_nd"])
+def test_an_out_of_range_index_is_refused_by_name_and_a_negative_one_read_from_the_end(op_type):
+    make = {"gather": lambda x, i: mb.gather(x=x, indices=i, axis=1),
+            "gather_along_axis": lambda x, i: mb.gather_along_axis(x=x, indices=mb.reshape(x=i, shape=[1, 2]), axis=1),
+            "gather_nd": lambda x, i: mb.gather_nd(x=x, indices=mb.reshape(x=i, shape=[2, 1]))}[op_type]
+    rows = 1 if op_type != "gather_nd" else 3  # gather_nd indexes axis 0
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(rows, 3)), mb.TensorSpec(shape=(2,), dtype=types.int32)],
+                opset_version=ct.target.iOS16)
+    def program(x, i):
+        return make(x, i)
+    x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
+    got = list(_run(program, {"x": x, "i": np.array([-1, 0], np.int32)}).values())[0]
+    assert got.reshape(-1)[:1].tolist() == [x.reshape(-1)[2] if op_type != "gather_nd" else x[2, 0]]
+    with pytest.raises(MilEvalError, match=rf"{op_type} .*index 3 is out of range for axis \d of size 3"):
+        _run(program, {"x": x, "i": np.array([3, 0], np.int32)})
 
 
 @pytest.mark.parametrize("dtype, width", [("fp32", 4), ("fp16", 2)])

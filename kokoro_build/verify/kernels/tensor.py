@@ -173,11 +173,24 @@ def cumsum(op, a):
     return out.flip(dim) if a.bool("reverse", False) else out
 
 
+def _in_range(op, indices: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Negative indices counted from the end (iOS15 gather; iOS17 calls them
+    out-of-bound, we keep reading them). An index outside [-size, size) is refused by
+    name: Core ML raises for it with `validate_indices` and leaves it undefined without
+    (coremltools' iOS17 scatter_gather op docs), and undefined is nothing to verify
+    against."""
+    bad = (indices < -size) | (indices >= size)
+    if bool(bad.any()):
+        raise MilEvalError(f"{op.op_type} {op.name}: index {int(indices[bad][0])} is out of range "
+                           f"for axis {dim} of size {size}")
+    return torch.where(indices < 0, indices + size, indices)
+
+
 @kernel("gather")
 def gather(op, a):
     x, indices = a.tensor("x"), a.tensor("indices").to(torch.long)
     dim, batch_dims = axis(a.int("axis", 0), x.dim()), a.int("batch_dims", 0)
-    indices = torch.where(indices < 0, indices + x.shape[dim], indices)
+    indices = _in_range(op, indices, x.shape[dim], dim)
     if batch_dims == 0:
         picked = x.index_select(dim, indices.reshape(-1))
         return picked.reshape(*x.shape[:dim], *indices.shape, *x.shape[dim + 1:])
@@ -198,14 +211,13 @@ def _gather_batched(x, indices, dim, batch_dims):
 def gather_along_axis(op, a):
     x, indices = a.tensor("x"), a.tensor("indices").to(torch.long)
     dim = axis(a.int("axis", 0), x.dim())
-    indices = torch.where(indices < 0, indices + x.shape[dim], indices)
-    return torch.gather(x, dim, indices)
+    return torch.gather(x, dim, _in_range(op, indices, x.shape[dim], dim))
 
 
 @kernel("gather_nd")
 def gather_nd(op, a):
     x, indices = a.tensor("x"), a.tensor("indices").to(torch.long)
-    return x[tuple(indices[..., i] for i in range(indices.shape[-1]))]
+    return x[tuple(_in_range(op, indices[..., i], x.shape[i], i) for i in range(indices.shape[-1]))]
 
 
 @kernel("non_zero")
