@@ -94,7 +94,7 @@ def _fp32_min_constants(program, ctx: LintContext) -> list[str]:
     found = []
     for op in _ops(program, "const"):
         value = np.asarray(op.outputs[0].val) if op.outputs[0].val is not None else None
-        if value is not None and value.dtype.kind == "f" and value.size and np.nanmin(value) <= -1e38:
+        if value is not None and value.dtype.kind == "f" and value.size and float(np.nanmin(value)) <= -1e38:  # compared as a Python float: -1e38 overflows fp16
             found.append(op.name)
     return found
 

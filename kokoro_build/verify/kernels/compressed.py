@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kokoro_build.verify.kernels import MilEvalError, axis, kernel
+from kokoro_build.verify.kernels import axis, kernel
 
 
 def _per_axis(values: torch.Tensor, rank: int, dim: int) -> torch.Tensor:
