@@ -19,14 +19,21 @@ def _value(var) -> np.ndarray | None:
     return None if var is None or var.val is None else np.asarray(var.val, np.float64)
 
 
-def _conv(op, x):
-    import torch
-    import torch.nn.functional as F
+def _pads(op, dims: int) -> list[int] | None:
+    """[begin0, end0, begin1, end1, ...]; None for a pad type computed from the sizes."""
     pad_type = op.pad_type.val if op.pad_type is not None else "valid"
     if pad_type not in ("custom", "valid"):
         return None
+    return [int(p) for p in op.pad.val] if pad_type == "custom" else [0] * 2 * dims
+
+
+def _conv(op, x):
+    import torch
+    import torch.nn.functional as F
     dims = x.ndim - 2
-    pads = [int(p) for p in op.pad.val] if pad_type == "custom" else [0] * 2 * dims
+    pads = _pads(op, dims)
+    if pads is None:
+        return None
     # MIL: [begin0, end0, begin1, end1, ...]; F.pad wants the last dimension first
     x = F.pad(torch.from_numpy(x), tuple(p for d in reversed(range(dims)) for p in pads[2 * d:2 * d + 2]))
     bias = _value(op.bias)
@@ -39,11 +46,10 @@ def _conv(op, x):
 def _conv_transpose(op, x):
     import torch
     import torch.nn.functional as F
-    pad_type = op.pad_type.val if op.pad_type is not None else "valid"
-    if pad_type not in ("custom", "valid"):
-        return None
     dims = x.ndim - 2
-    pads = [int(p) for p in op.pad.val] if pad_type == "custom" else [0] * 2 * dims
+    pads = _pads(op, dims)
+    if pads is None:
+        return None
     bias = _value(op.bias)
     run = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[dims - 1]
     full = run(torch.from_numpy(x), torch.from_numpy(_value(op.weight)),
