@@ -54,6 +54,9 @@ CASES = {
     "cumsum": lambda: mb.cumsum(x=A, axis=1), "cumsum_reverse": lambda: mb.cumsum(x=A, axis=2, reverse=True),
     "gather": lambda: mb.gather(x=A, indices=I, axis=2),
     "gather_along_axis": lambda: mb.gather_along_axis(x=A, indices=np.zeros((2, 3, 2), np.int32), axis=2),
+    # (coremltools' value inference of scatter_along_axis ignores `mode`: update only)
+    "scatter_along_axis": lambda: mb.scatter_along_axis(data=A, indices=np.array([[[3, 0]] * 3] * 2, np.int32),
+                                                        updates=A[..., :2], axis=2, mode="update"),
     "pad_constant": lambda: mb.pad(x=A, pad=[0, 0, 1, 2, 2, 0], mode="constant", constant_val=1.5),
     "pad_reflect": lambda: mb.pad(x=A, pad=[2, 1], mode="reflect"),
     "pad_replicate": lambda: mb.pad(x=A, pad=[1, 1, 0, 3], mode="replicate"),
@@ -95,3 +98,22 @@ def test_concat_interleave_follows_the_documented_example():
     got = KERNELS["concat"](op, Args(op, lambda var: _constant(var.val)))
     assert got.tolist() == [[1, 2], [7, 8], [3, 4], [9, 10], [5, 6], [11, 12]]
 
+
+
+def test_scatter_nd_combines_each_addressed_slice_in_order():
+    # coremltools has no value inference for scatter_nd: the reference is written out
+    data = np.zeros((3, 2), np.float32)
+    indices = np.array([[2], [0], [2]], np.int32)  # row 2 twice: the updates add up
+    updates = np.array([[1, 2], [3, 4], [10, 20]], np.float32)
+    op, _ = _built(lambda: mb.scatter_nd(data=data, indices=indices, updates=updates, mode="add"))
+    got = KERNELS["scatter_nd"](op, Args(op, lambda var: _constant(var.val)))
+    assert got.tolist() == [[3, 4], [0, 0], [11, 22]]
+
+
+def test_gather_nd_pairs_its_batch_dims_with_the_indices():
+    # no value inference for batch_dims either; iOS16's gather_nd doc: x and indices
+    # share their leading batch_dims axes
+    with Function({}, opset_version=ct.target.iOS17):
+        out = mb.gather_nd(x=A, indices=np.array([[[1], [0]], [[2], [2]]], np.int32), batch_dims=1)
+    got = KERNELS["gather_nd"](out.op, Args(out.op, lambda var: _constant(var.val))).numpy()
+    np.testing.assert_array_equal(got, np.stack([A[0, [1, 0]], A[1, [2, 2]]]))

@@ -173,13 +173,15 @@ def cumsum(op, a):
     return out.flip(dim) if a.bool("reverse", False) else out
 
 
-def _in_range(op, indices: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+def _in_range(op, indices: torch.Tensor, size: int, dim: int, a) -> torch.Tensor:
     """Negative indices counted from the end (iOS15 gather; iOS17 calls them
-    out-of-bound, we keep reading them). An index outside [-size, size) is refused by
-    name: Core ML raises for it with `validate_indices` and leaves it undefined without
-    (coremltools' iOS17 scatter_gather op docs), and undefined is nothing to verify
-    against."""
+    out-of-bound, we keep reading them unless the op asks for `validate_indices`). An
+    index outside [-size, size) is refused by name: Core ML raises for it with
+    `validate_indices` and leaves it undefined without (coremltools' iOS17
+    scatter_gather op docs), and undefined is nothing to verify against."""
     bad = (indices < -size) | (indices >= size)
+    if a.has("validate_indices") and a.bool("validate_indices", False):
+        bad = bad | (indices < 0)  # iOS17 ops: a negative index is out of bounds, and checked
     if bool(bad.any()):
         raise MilEvalError(f"{op.op_type} {op.name}: index {int(indices[bad][0])} is out of range "
                            f"for axis {dim} of size {size}")
@@ -190,7 +192,7 @@ def _in_range(op, indices: torch.Tensor, size: int, dim: int) -> torch.Tensor:
 def gather(op, a):
     x, indices = a.tensor("x"), a.tensor("indices").to(torch.long)
     dim, batch_dims = axis(a.int("axis", 0), x.dim()), a.int("batch_dims", 0)
-    indices = _in_range(op, indices, x.shape[dim], dim)
+    indices = _in_range(op, indices, x.shape[dim], dim, a)
     if batch_dims == 0:
         picked = x.index_select(dim, indices.reshape(-1))
         return picked.reshape(*x.shape[:dim], *indices.shape, *x.shape[dim + 1:])
@@ -211,13 +213,20 @@ def _gather_batched(x, indices, dim, batch_dims):
 def gather_along_axis(op, a):
     x, indices = a.tensor("x"), a.tensor("indices").to(torch.long)
     dim = axis(a.int("axis", 0), x.dim())
-    return torch.gather(x, dim, _in_range(op, indices, x.shape[dim], dim))
+    return torch.gather(x, dim, _in_range(op, indices, x.shape[dim], dim, a))
 
 
 @kernel("gather_nd")
 def gather_nd(op, a):
+    """indices [..., K] address x's first K axes after its `batch_dims` leading ones,
+    which x and indices share (iOS17)."""
     x, indices = a.tensor("x"), a.tensor("indices").to(torch.long)
-    return x[tuple(_in_range(op, indices[..., i], x.shape[i], i) for i in range(indices.shape[-1]))]
+
+    def pick(x, indices, batch_dims):
+        if batch_dims:
+            return torch.stack([pick(x[i], indices[i], batch_dims - 1) for i in range(x.shape[0])])
+        return x[tuple(_in_range(op, indices[..., k], x.shape[k], k, a) for k in range(indices.shape[-1]))]
+    return pick(x, indices, a.int("batch_dims", 0))
 
 
 @kernel("non_zero")
@@ -296,20 +305,52 @@ SCATTER_MODES = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": to
                  "max": torch.maximum, "min": torch.minimum}
 
 
+def _scatter_inputs(op, a):
+    """(a copy of data, updates in its dtype, the combine function of `mode`)."""
+    data, updates = a.tensor("data").clone(), a.tensor("updates").to(a.tensor("data").dtype)
+    mode = a.str("mode", "update")
+    if mode != "update" and mode not in SCATTER_MODES:
+        raise MilEvalError(f"{op.op_type} {op.name}: unknown mode {mode!r}")
+    return data, updates, (lambda current, update: update) if mode == "update" else SCATTER_MODES[mode]
+
+
 @kernel("scatter")
 def scatter(op, a):
     """output[..., indices[i], ...] = updates[..., i, ...] (mode update), or combined
     with the data there (add, sub, ...). ct.convert emits it for a GRU's per-step
     outputs inside its while_loop."""
-    data, updates = a.tensor("data").clone(), a.tensor("updates").to(a.tensor("data").dtype)
+    data, updates, combine = _scatter_inputs(op, a)
     dim = axis(a.int("axis", 0), data.dim())
-    indices = a.tensor("indices").to(torch.long).reshape(-1)
-    indices = torch.where(indices < 0, indices + data.shape[dim], indices)
-    mode = a.str("mode", "update")
-    if mode != "update" and mode not in SCATTER_MODES:
-        raise MilEvalError(f"scatter {op.name}: unknown mode {mode!r}")
+    indices = _in_range(op, a.tensor("indices").to(torch.long).reshape(-1), data.shape[dim], dim, a)
     for i, target in enumerate(indices.tolist()):
-        update = updates.select(dim, i)
         current = data.select(dim, target)
-        current.copy_(update if mode == "update" else SCATTER_MODES[mode](current, update))
+        current.copy_(combine(current, updates.select(dim, i)))
+    return data
+
+
+@kernel("scatter_along_axis")
+def scatter_along_axis(op, a):
+    """For every position p of indices (shaped as updates): the data at p, with its
+    `axis` coordinate replaced by indices[p], combined with updates[p]; in order."""
+    data, updates, combine = _scatter_inputs(op, a)
+    dim = axis(a.int("axis", 0), data.dim())
+    indices = _in_range(op, a.tensor("indices").to(torch.long), data.shape[dim], dim, a)
+    for position in torch.cartesian_prod(*[torch.arange(n) for n in indices.shape]).reshape(-1, indices.dim()):
+        at = tuple(position.tolist())
+        target = at[:dim] + (int(indices[at]),) + at[dim + 1:]
+        data[target] = combine(data[target], updates[at])
+    return data
+
+
+@kernel("scatter_nd")
+def scatter_nd(op, a):
+    """indices [..., K] address data's first K axes; updates [..., *data.shape[K:]]."""
+    data, updates, combine = _scatter_inputs(op, a)
+    indices = a.tensor("indices").to(torch.long)
+    depth = indices.shape[-1]
+    columns = [_in_range(op, indices[..., k], data.shape[k], k, a) for k in range(depth)]
+    flat = torch.stack(columns, dim=-1).reshape(-1, depth)
+    updates = updates.reshape(flat.shape[0], *data.shape[depth:])
+    for i, target in enumerate(flat.tolist()):
+        data[tuple(target)] = combine(data[tuple(target)], updates[i])
     return data
