@@ -84,6 +84,8 @@ def _gpu_rnn(program, ctx: LintContext) -> list[str]:
 
 
 def _range_streams(program, ctx: LintContext) -> list[str]:
+    if ctx.compute_units not in GPU_UNITS:  # the effect is ops moving to the GPU
+        return []
     ranged = any("range" in spec for spec in ctx.flexible.values())
     return [f"inputs {', '.join(ctx.flexible_inputs)}"] if ranged and len(ctx.flexible_inputs) > 1 else []
 

@@ -86,11 +86,14 @@ def test_enumerated_shapes_too_many_or_on_several_inputs():
     assert "enumerated_shapes_on_several_inputs" not in _ids(program, flexible=few, flexible_inputs=("a",))
 
 
-def test_range_streams_are_flagged_when_there_are_two():
+def test_range_streams_are_flagged_when_there_are_two_and_the_gpu_may_run_them():
     ranged = {"frames": {"range": [24, 600]}}
     program = _relu((1, 4))
-    assert "range_streams_on_gpu" in _ids(program, flexible=ranged, flexible_inputs=("asr", "f0"))
-    assert "range_streams_on_gpu" not in _ids(program, flexible=ranged, flexible_inputs=("asr",))
+    assert "range_streams_on_gpu" in _ids(program, compute_units="all", flexible=ranged,
+                                          flexible_inputs=("asr", "f0"))
+    assert "range_streams_on_gpu" not in _ids(program, compute_units="all", flexible=ranged, flexible_inputs=("asr",))
+    assert "range_streams_on_gpu" not in _ids(program, compute_units="cpu_and_ne", flexible=ranged,
+                                              flexible_inputs=("asr", "f0"))
 
 
 def _lstm():
