@@ -215,7 +215,9 @@ def upsample_nearest_neighbor(op, a):
     scales = (a.float("scale_factor_height", 1.0), a.float("scale_factor_width", 1.0))
     for dim, scale in zip((x.dim() - 2, x.dim() - 1), scales):
         out_size = int(math.floor(x.shape[dim] * scale))
-        source = torch.floor(torch.arange(out_size, dtype=torch.float64) / scale).long()
+        # spacing input/output size, as for bilinear: a 3-wide row at scale 1.12 gives
+        # 3 outputs that read columns 0, 1, 2 (coremltools' fractional-scale op test)
+        source = torch.floor(torch.arange(out_size, dtype=torch.float64) * (x.shape[dim] / out_size)).long()
         x = x.index_select(dim, source.clamp(max=x.shape[dim] - 1))
     return x
 
