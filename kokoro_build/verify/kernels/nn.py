@@ -164,9 +164,10 @@ def lstm(op, a):
     params = weights("") + (weights("_back") if directions == 2 else [])
     if direction == "reverse":
         x = x.flip(0)
+    # "reverse" runs the flipped sequence and gives its outputs in that (processing)
+    # order, not flipped back: coremltools' own unilstm test expects exactly that
+    # (iOS14 test_recurrent.py, TestLSTM.test_builder_to_backend_smoke_unilstm)
     y, h, c = torch.lstm(x, (h0, c0), params, True, 1, 0.0, False, directions == 2, False)
-    if direction == "reverse":
-        y = y.flip(0)
     h_last = h.transpose(0, 1).reshape(x.shape[1], directions * hidden)
     c_last = c.transpose(0, 1).reshape(x.shape[1], directions * hidden)
     if not a.bool("output_sequence", False):
