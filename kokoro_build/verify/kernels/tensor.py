@@ -1,6 +1,8 @@
 """Shape, indexing and reduction MIL ops."""
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -335,8 +337,7 @@ def scatter_along_axis(op, a):
     data, updates, combine = _scatter_inputs(op, a)
     dim = axis(a.int("axis", 0), data.dim())
     indices = _in_range(op, a.tensor("indices").to(torch.long), data.shape[dim], dim, a)
-    for position in torch.cartesian_prod(*[torch.arange(n) for n in indices.shape]).reshape(-1, indices.dim()):
-        at = tuple(position.tolist())
+    for at in itertools.product(*map(range, indices.shape)):
         target = at[:dim] + (int(indices[at]),) + at[dim + 1:]
         data[target] = combine(data[target], updates[at])
     return data
