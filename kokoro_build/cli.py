@@ -182,6 +182,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from kokoro_build.plan.invoke import BuildError
+    from kokoro_build.schema.config import ConfigError
+    from kokoro_build.tune.run import TuneError, TuneRequest, tune
+    request = TuneRequest(config_path=args.config, stages=tuple(args.stages), budget_mb=args.budget_mb,
+                          recipe=args.recipe, executor=args.executor, workers=args.workers,
+                          allow=frozenset(args.allow), texts=tuple(args.text), verify=not args.no_verify)
+    try:
+        summary = tune(request, log=lambda line: print(line, flush=True))
+    except (TuneError, ConfigError, BuildError) as error:
+        print(f"kokoro-build tune: {error}", file=sys.stderr)
+        return 1
+    return 0 if summary["fits"] else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kokoro-build", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,6 +262,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(exit 1 naming each file that differs)")
     check.add_argument("file")
     check.set_defaults(run=cmd_verify_release)
+    tune = sub.add_parser("tune", help="per-weight compression settings for a size budget, from measured "
+                                        "sensitivity; writes a recipe, builds it, plots it (exit 2: budget not met)")
+    tune.add_argument("stages", nargs="+", help="the fp16 stages to tune, e.g. duration prosody vocoder")
+    tune.add_argument("--budget-mb", type=float, required=True, help="the tuned stages' packages, in MB")
+    tune.add_argument("--config", default="pipeline.yaml", help="the base: a pipeline file or recipe file")
+    tune.add_argument("--recipe", help="the overlay to write (default: tuned-<budget>.yaml beside the base)")
+    tune.add_argument("--executor", default="local", choices=("local", "in-process"),
+                      help="where trials run: local (a process pool) or in-process")
+    tune.add_argument("--workers", type=int, help="local pool size (default: the CPU count)")
+    tune.add_argument("--allow", action="append", default=[],
+                      help="a setting label or lint rule id to try although the device-risk lint flags it")
+    tune.add_argument("--text", action="append", default=[],
+                      help="a text the trials speak (repeat; default: the base's calibration texts, else two "
+                           "short built-in sentences)")
+    tune.add_argument("--no-verify", action="store_true", help="write the recipe without building it")
+    tune.set_defaults(run=cmd_tune)
     return parser
 
 

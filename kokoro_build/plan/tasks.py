@@ -238,19 +238,26 @@ def _g2p_source_tasks(stage_name: str, stage: StageConfig, out: Path) -> Iterato
         targets=[str(lexicon), str(digest_path(lexicon))], uptodate=[config_changed(lexicon_slice)])
 
 
-def _calibration_task(config: PipelineConfig, out: Path, target: Path) -> dict:
-    """The chain over every stage's converted package (G2P aside: the chain's text
-    goes through misaki), recording activation ranges for the A8 stages."""
-    stages, required = {}, []
+def converted_stages(config: PipelineConfig, out: Path, calibration: Path | None = None) -> dict:
+    """Every stage but G2P over its converted (not yet compressed) packages, as
+    calibration_manifest takes them: what calibration and tune run the chain on."""
+    stages = {}
     for stage_name, stage in config.stages.items():
         if stage.kind == "g2p":
             continue
-        runs = stage_runs(config, stage_name, out, target) if stage.builds_artifacts else []
+        runs = stage_runs(config, stage_name, out, calibration) if stage.builds_artifacts else []
         stages[stage_name] = {"kind": stage.kind, "artifacts": [
             {"sizes": run.sizes, "package": run.paths.converted, "traced": run.paths.traced,
-             "report": run.paths.converted_report} for run in runs]}
-        if stage_name in config.activation_stages:
-            required += [run.paths.converted for run in runs]
+             "report": run.paths.converted_report, "task": f"{stage_name}:{run.point.label}.convert"}
+            for run in runs]}
+    return stages
+
+
+def _calibration_task(config: PipelineConfig, out: Path, target: Path) -> dict:
+    """The chain over every stage's converted package (G2P aside: the chain's text
+    goes through misaki), recording activation ranges for the A8 stages."""
+    stages = converted_stages(config, out, target)
+    required = [a["package"] for name in config.activation_stages for a in stages[name]["artifacts"]]
     converted = [a["package"] for s in stages.values() for a in s["artifacts"]]
     run_slice = {"texts": config.calibration.chosen_texts, "voice": config.calibration_voice}
     runtime = runtime_files(out, config.model.voices)

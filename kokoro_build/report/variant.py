@@ -47,7 +47,7 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     import soundfile
 
     from kokoro_build.report import plots
-    from kokoro_build.verify.audio import audio_failures, duration_changes, speech_metrics
+    from kokoro_build.verify.audio import audio_failures, speech_metrics
 
     root = Path(variant_dir)
     start = time.time()
@@ -66,8 +66,7 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     else:
         sample_rate = chain.sample_rate
         audio = {**speech_metrics(reference.audio, chain.audio, forced.audio, sample_rate),
-                 "durations": duration_changes([c.durations for c in reference.chunks],
-                                               [c.durations for c in chain.chunks]),
+                 "durations": _durations(reference, chain),
                  "seconds": len(chain.audio) / sample_rate,
                  "evaluator_real_time_factor": chain.real_time_factor}
         audio["failures"] = audio_failures(audio, gates)
@@ -94,6 +93,16 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     elif audio.get("failures"):
         raise AudioGateError(f"{root}: the saved artifacts' speech missed verify.audio: "
                              f"{'; '.join(audio['failures'])} (report: {out_md})")
+
+
+def _durations(reference, chain) -> dict:
+    """duration_changes, or why there are none: a chain whose durations outgrew its
+    largest bucket halves a chunk that the reference spoke whole."""
+    from kokoro_build.verify.audio import duration_changes
+    try:
+        return duration_changes([c.durations for c in reference.chunks], [c.durations for c in chain.chunks])
+    except ValueError as error:
+        return {"error": f"{error} ({len(chain.chunks)} chunks against the reference's {len(reference.chunks)})"}
 
 
 PROGRAMS_NOTE = ("Each .pte ran in the ExecuTorch runtime (XNNPACK on this CPU) against the torch twin "
@@ -155,6 +164,8 @@ def _timing(durations: dict | None) -> str:
     """The duration stage's rounded frames against the twin's (None: an older summary)."""
     if not durations:
         return ""
+    if "error" in durations:
+        return f"durations: not comparable ({durations['error']}); "
     return (f"durations: {durations['changed_share']:.1%} of {durations['tokens']} tokens changed "
             f"(largest {durations['max_change_frames']} frames, length {durations['length_change_frames']:+d} "
             f"of {durations['reference_frames']} frames); ")

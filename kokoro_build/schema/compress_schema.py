@@ -56,7 +56,7 @@ class LinearQuantization(_Strict):
 class Palettization(_Strict):
     """A lookup table of 2**nbits values per tensor (or per group of channels)."""
 
-    nbits: Literal[2, 4, 6, 8]
+    nbits: Literal[1, 2, 3, 4, 6, 8]  # what coremltools 9.0 palettizes to
     mode: Literal["kmeans", "uniform"] = "kmeans"
     granularity: Literal["per_tensor", "per_grouped_channel"] = "per_tensor"
     group_size: PositiveInt | None = None  # per_grouped_channel only (coremltools' default: 32)
@@ -69,7 +69,11 @@ class Palettization(_Strict):
         return self
 
     def needs_newest(self) -> str | None:
-        return "granularity per_grouped_channel" if self.granularity == "per_grouped_channel" else None
+        if self.granularity == "per_grouped_channel":
+            return "granularity per_grouped_channel"
+        # iOS16's constexpr_lut_to_dense takes tables of 2, 4, 16, 64 or 256 entries
+        # (coremltools mil/ops/defs/iOS16/constexpr_ops.py); iOS18's any power of two
+        return "nbits 3" if self.nbits == 3 else None
 
 
 class ActivationQuantization(_Strict):

@@ -245,7 +245,11 @@ def audio_failures(metrics: dict, gates: dict[str, float]) -> list[str]:
               ("mcd_db", "max_mcd_db", -1), ("duration_changed_share", "max_duration_changed_share", -1),
               ("teacher_forced_pesq", "min_teacher_forced_pesq", 1), ("f0_error_cents", "max_f0_error_cents", -1),
               ("mcd_dtw_db", "max_mcd_dtw_db", -1))
-    return [f"{name} {values[name]:.3f} {'<' if sign > 0 else '>'} {gates[gate]:g}"
-            for name, gate, sign in checks
-            if gates.get(gate) is not None and values.get(name) is not None
-            and sign * (values[name] - gates[gate]) < 0]
+    failures = [f"{name} {values[name]:.3f} {'<' if sign > 0 else '>'} {gates[gate]:g}"
+                for name, gate, sign in checks
+                if gates.get(gate) is not None and values.get(name) is not None
+                and sign * (values[name] - gates[gate]) < 0]
+    unmeasured = (metrics.get("durations") or {}).get("error")
+    if unmeasured and gates.get("max_duration_changed_share") is not None:
+        failures.append(f"durations not comparable: {unmeasured}")
+    return failures

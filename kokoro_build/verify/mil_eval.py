@@ -15,6 +15,7 @@ Precision:
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -75,12 +76,14 @@ class MilEvaluator:
     def run(self, inputs: dict[str, np.ndarray], function: str = "main",
             stats: ActivationStats | None = None,
             progress: Callable[[int, int], None] | None = None,
-            shapes: dict | None = None, memory=None) -> dict[str, np.ndarray]:
+            shapes: dict | None = None, memory=None,
+            checkpoints: "Checkpoints | None" = None) -> dict[str, np.ndarray]:
         """Named numpy inputs -> named numpy outputs of `function`. `stats` collects
         activation statistics (inputs included); `shapes` (a dict) receives the shape of
         every input and computed value (the ANE analyzer counts a matmul's FLOPs from it,
         also where an operand is a flexible function input); `memory` (a
-        verify.memory.ActivationMeter) the most activation bytes alive at once."""
+        verify.memory.ActivationMeter) the most activation bytes alive at once;
+        `checkpoints` keeps the values alive before the ops it names (for `resume`)."""
         if function not in self.program.functions:
             raise MilEvalError(f"{self.package.name}: no function {function!r} "
                                f"(has: {', '.join(self.functions)})")
@@ -103,17 +106,47 @@ class MilEvaluator:
             if memory is not None:
                 memory.hold(name, env[name], var.dtype)
         with torch.no_grad():
-            outputs = self._run_block(func, env, stats, progress, shapes, memory)
+            outputs = self._run_block(func, env, stats, progress, shapes, memory, checkpoints=checkpoints)
         return {var.name: _to_numpy(value) for var, value in zip(func.outputs, outputs)}
 
+    def resume(self, checkpoints: "Checkpoints", op_index: int, function: str = "main") -> dict[str, np.ndarray]:
+        """Run `function` from op `op_index` on, from the latest checkpoint at or before
+        it: the ops before it compute what they computed when the checkpoints were taken
+        (a tune trial changes one weight, so everything upstream of its first reader is
+        reused)."""
+        start, saved = checkpoints.latest(op_index)
+        func = self.program.functions[function]
+        with torch.no_grad():
+            outputs = self._run_block(func, dict(saved), None, start=start)
+        return {var.name: _to_numpy(value) for var, value in zip(func.outputs, outputs)}
+
+    @contextmanager
+    def substituted(self, values: dict):
+        """Constants replaced by other values (a MIL var -> numpy array) while inside."""
+        saved = {id(var): self._constants.get(id(var)) for var in values}
+        try:
+            for var, value in values.items():
+                self._constants[id(var)] = _constant(value)
+            yield self
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    self._constants.pop(key, None)
+                else:
+                    self._constants[key] = value
+
     # -- execution -----------------------------------------------------------------
-    def _run_block(self, block, env: dict, stats, progress=None, shapes=None, memory=None) -> list:
+    def _run_block(self, block, env: dict, stats, progress=None, shapes=None, memory=None,
+                   start: int = 0, checkpoints: "Checkpoints | None" = None) -> list:
         operations = list(block.operations)
         # Free each value after its last use: holding every intermediate made the
         # 30 s vocoder need tens of GB, and fresh allocations made the ops slow.
         last_use = _last_uses(operations)
         keep = {var.name for var in block.outputs}
-        for index, op in enumerate(operations):
+        for index in range(start, len(operations)):
+            op = operations[index]
+            if checkpoints is not None and index in checkpoints.at:
+                checkpoints.saved[index] = dict(env)  # values are never changed in place
             if op.op_type == "const" or (not op.op_type.startswith("constexpr_") and
                                          all(out.val is not None for out in op.outputs)):
                 continue  # a constant (folded by coremltools' loader): read on use
@@ -190,6 +223,30 @@ class MilEvaluator:
         if self._scratch.numel() < count:
             self._scratch = torch.empty(count, dtype=torch.float16)
         return self._scratch[:count]
+
+
+class Checkpoints:
+    """The live values before chosen top-level ops of one run (`MilEvaluator.run`)."""
+
+    def __init__(self, at):
+        self.at = frozenset(at)
+        self.saved: dict[int, dict] = {}
+
+    def latest(self, op_index: int) -> tuple[int, dict]:
+        usable = [i for i in self.saved if i <= op_index]
+        if not usable:
+            raise MilEvalError(f"no checkpoint at or before op {op_index} (have: {sorted(self.saved)})")
+        return max(usable), self.saved[max(usable)]
+
+
+def first_readers(function) -> dict[str, int]:
+    """Variable name -> index of the first top-level op that reads it (directly or in a
+    nested block)."""
+    first: dict[str, int] = {}
+    for index, op in enumerate(function.operations):
+        for name in _reads(op):
+            first.setdefault(name, index)
+    return first
 
 
 def _last_uses(operations) -> dict[int, list[str]]:

@@ -1,0 +1,76 @@
+"""The points a tune verified end to end, beside the hand-written recipes, as a table
+and a size-against-quality plot (`tune/pareto.md`, `tune/pareto.png`)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+REFERENCE_RECIPES = ("w8", "pal8", "pal6", "small", "mixed")
+
+
+def variant_point(variant_dir: Path, name: str, kind: str, **extra) -> dict | None:
+    """Size and speech metrics of a built variant (its manifest and report), or None
+    if it has not been built through its report."""
+    import json
+
+    from kokoro_build.schema.manifest import load_manifest
+    from kokoro_build.store.package import tree_digest
+    summary = variant_dir / "report" / "summary.json"
+    if not summary.is_file() or not (variant_dir / "manifest.json").is_file():
+        return None
+    audio = json.loads(summary.read_text()).get("audio", {})
+    manifest = load_manifest(variant_dir)
+    packages = {a.package for stage in manifest.stages.values() for a in stage.artifacts}
+    size = sum(tree_digest(variant_dir / p)["bytes"] for p in packages)
+    forced = audio.get("teacher_forced") or {}
+    durations = audio.get("durations") or {}
+    return {"name": name, "kind": kind, "mb": round(size / 1e6, 1),
+            "teacher_forced_pesq": forced.get("pesq"), "teacher_forced_mcd_db": forced.get("mcd_db"),
+            "f0_error_cents": forced.get("f0_error_cents"), "mcd_dtw_db": audio.get("mcd_dtw_db"),
+            "duration_changed_share": durations.get("changed_share"), "mel_correlation": audio.get("mel_correlation"),
+            "failures": audio.get("failures", []), **extra}
+
+
+COLUMNS = (("name", "variant", "{}"), ("kind", "kind", "{}"), ("mb", "MB", "{:.1f}"),
+           ("bits_per_weight", "bits/weight", "{:.2f}"), ("teacher_forced_pesq", "PESQ (forced)", "{:.2f}"),
+           ("teacher_forced_mcd_db", "MCD dB (forced)", "{:.2f}"), ("f0_error_cents", "F0 cents", "{:.1f}"),
+           ("duration_changed_share", "durations changed", "{:.1%}"), ("mcd_dtw_db", "MCD-DTW dB", "{:.2f}"),
+           ("mel_correlation", "log-mel r", "{:.3f}"))
+
+
+def table(points: list[dict]) -> str:
+    def cell(point, key, fmt):
+        value = point.get(key)
+        return "–" if value is None else fmt.format(value)
+    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+             "|" + "---|" * len(COLUMNS)]
+    for point in sorted(points, key=lambda p: p["mb"]):
+        lines.append("| " + " | ".join(cell(point, key, fmt) for key, _, fmt in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(points: list[dict], chosen: str | None) -> bytes:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    for kind, marker in (("recipe", "s"), ("tuned", "o")):
+        mine = [p for p in points if p["kind"] == kind and p.get("teacher_forced_pesq") is not None]
+        ax.scatter([p["mb"] for p in mine], [p["teacher_forced_pesq"] for p in mine], marker=marker,
+                   label="hand-written recipe" if kind == "recipe" else "tuned", zorder=3)
+        for p in mine:
+            ax.annotate(p["name"], (p["mb"], p["teacher_forced_pesq"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
+    for p in points:
+        if p["name"] == chosen and p.get("teacher_forced_pesq") is not None:
+            ax.scatter([p["mb"]], [p["teacher_forced_pesq"]], s=160, facecolors="none", edgecolors="red",
+                       label="chosen", zorder=4)
+    ax.set_xlabel("packages (MB)")
+    ax.set_ylabel("teacher-forced PESQ (report sentence)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()

@@ -1,0 +1,36 @@
+"""A tune's choice as a recipe overlay: per-weight settings under `compress.op_names`
+(coremltools matches a const by its own name), with a header that says how it was found."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from kokoro_build.tune.settings import UNCOMPRESSED, all_settings
+
+
+def overlay(base: Path, out: Path, name: str, choices: dict[tuple[str, str], str],
+            min_weight_elements: dict[str, int], deployment: str, description: str) -> dict:
+    """The overlay document: `choices` is (stage, weight) -> setting label."""
+    settings = all_settings(deployment)
+    stages: dict[str, dict] = {}
+    for (stage, weight), label in sorted(choices.items()):
+        if label == UNCOMPRESSED:
+            continue  # not named: the stage has no global method, so it stays fp16
+        method = settings[label]
+        kind = "palettize" if hasattr(method, "nbits") else "linear"
+        entry = stages.setdefault(stage, {"compress": {"min_weight_elements": min_weight_elements[stage],
+                                                       "op_names": {}}})
+        entry["compress"]["op_names"][weight] = {kind: method.model_dump(mode="json", exclude_defaults=True)}
+    extends = os.path.relpath(base.resolve(), out.resolve().parent)
+    return {"extends": extends, "name": name, "description": description, "stages": stages}
+
+
+def write_recipe(path: Path, document: dict, header: list[str]) -> None:
+    from kokoro_build.store.package import atomic_path
+    text = "".join(f"# {line}\n" for line in header)
+    text += yaml.safe_dump(document, sort_keys=False, width=120)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
