@@ -188,7 +188,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from kokoro_build.tune.run import TuneError, TuneRequest, tune
     request = TuneRequest(config_path=args.config, stages=tuple(args.stages), budget_mb=args.budget_mb,
                           recipe=args.recipe, executor=args.executor, workers=args.workers,
-                          allow=frozenset(args.allow), texts=tuple(args.text), verify=not args.no_verify)
+                          allow=frozenset(args.allow), texts=tuple(args.text), verify=not args.no_verify,
+                          min_weight_elements=args.min_weight_elements)
     try:
         summary = tune(request, log=lambda line: print(line, flush=True))
     except (TuneError, ConfigError, BuildError) as error:
@@ -276,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--text", action="append", default=[],
                       help="a text the trials speak (repeat; default: the base's calibration texts, else two "
                            "short built-in sentences)")
+    tune.add_argument("--min-weight-elements", type=int,
+                      help="tune only weights larger than this (default: the stage's compress block's, else 2048)")
     tune.add_argument("--no-verify", action="store_true", help="write the recipe without building it")
     tune.set_defaults(run=cmd_tune)
     return parser

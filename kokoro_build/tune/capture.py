@@ -13,17 +13,18 @@ their names, are the same in every bucket of a stage).
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kokoro_build.runtime.backends import TorchBackend
 
-# Short, plain sentences not in the benchmarks' set: a trial runs each one per
-# setting per weight, so their length is the trial's cost.
-DEFAULT_TEXTS = ("The little boat drifted slowly toward the shore.",
-                 "Can you hear the music from the garden tonight?")
+# Short, plain sentences not in the benchmarks' set (about a second of speech each):
+# a trial runs each one per setting per weight, so their length is the trial's cost.
+DEFAULT_TEXTS = ("The boat drifted to the shore.", "Can you hear the music?")
 
 
 class RecordingBackend(TorchBackend):
@@ -32,22 +33,33 @@ class RecordingBackend(TorchBackend):
     def __init__(self, variant_dir: Path, packages: dict[str, str]):
         super().__init__(variant_dir)
         self.packages = packages  # package path (relative) -> stage
-        self.records: list[tuple[str, str, str, dict, dict]] = []
+        self.records: list[tuple[str, str, str, dict, dict, float]] = []
 
     def run(self, artifact, inputs):
         feeds = {spec.name: np.asarray(inputs[spec.name]).astype(spec.dtype) for spec in artifact.inputs}
+        start = time.perf_counter()
         outputs = super().run(artifact, feeds)
+        seconds = time.perf_counter() - start
         stage = self.packages.get(artifact.package)
         if stage is not None:
             floats = {k: v for k, v in outputs.items() if np.asarray(v).dtype.kind == "f"}
-            self.records.append((stage, artifact.package, artifact.function or "main", feeds, floats))
+            self.records.append((stage, artifact.package, artifact.function or "main", feeds, floats, seconds))
         return outputs
 
 
+@dataclass(frozen=True)
+class Captured:
+    package: str          # relative to the variant folder
+    function: str
+    path: Path            # the captures file
+    count: int
+    twin_seconds: float   # the fp32 twin's time on these captures (the evaluator's yardstick)
+
+
 def capture(variant_dir: Path, manifest, stages: list[str], texts: list[str], voice: str,
-            out_dir: Path) -> dict[str, tuple[str, str, Path, int]]:
-    """stage -> (package, function, captures file, how many captures) for each stage
-    in `stages`. Raises ValueError if a stage was never reached."""
+            out_dir: Path) -> dict[str, Captured]:
+    """What each stage in `stages` was given and gave. Raises ValueError if a stage was
+    never reached."""
     from kokoro_build.runtime.chain import Chain
     from kokoro_build.tune.trials import save_captures
 
@@ -61,13 +73,12 @@ def capture(variant_dir: Path, manifest, stages: list[str], texts: list[str], vo
             raise ValueError(f"tune: the chain can't speak tune text {text[:40]!r}: {error}") from None
     found = {}
     for stage in stages:
-        calls = Counter((package, function) for s, package, function, _, _ in backend.records if s == stage)
+        calls = Counter((package, function) for s, package, function, *_ in backend.records if s == stage)
         if not calls:
             raise ValueError(f"tune: no tune text reached stage {stage!r}")
         (package, function), count = calls.most_common(1)[0]
-        captures = [{"inputs": feeds, "reference": outputs} for s, p, f, feeds, outputs in backend.records
-                    if (s, p, f) == (stage, package, function)]
+        mine = [r for r in backend.records if r[:3] == (stage, package, function)]
         path = out_dir / f"{stage}.captures.npz"
-        save_captures(path, captures)
-        found[stage] = (package, function, path, count)
+        save_captures(path, [{"inputs": feeds, "reference": outputs} for *_, feeds, outputs, _ in mine])
+        found[stage] = Captured(package, function, path, count, sum(r[-1] for r in mine))
     return found

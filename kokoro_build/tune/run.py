@@ -28,12 +28,13 @@ class TuneRequest:
     config_path: str
     stages: tuple[str, ...]
     budget_mb: float
-    recipe: str | None = None          # where to write the overlay (default: recipes/tuned-<budget>.yaml)
+    recipe: str | None = None          # where to write the overlay (default: tuned-<budget>.yaml beside the base)
     executor: str = "local"
     workers: int | None = None
     allow: frozenset[str] = frozenset()  # settings (labels or lint rule ids) the lint flags
     texts: tuple[str, ...] = ()
     verify: bool = True
+    min_weight_elements: int | None = None  # default: each stage's compress block's, else 2048
 
 
 @dataclass
@@ -75,9 +76,13 @@ def tune(request: TuneRequest, log=print) -> dict:
     cache = TrialCache(out.parent / ".cache" / "tune")
     version = coremltools.__version__
     per_stage, trials, left_out = {}, [], {}
+    speed = {}
     for stage in request.stages:
-        package, function, captures_path, count = captured[stage]
-        per_stage[stage] = _stage_trials(config, out, stage, package, function, captures_path)
+        found = captured[stage]
+        package, function, count = found.package, found.function, found.count
+        per_stage[stage] = _stage_trials(config, out, stage, package, function, found.path,
+                                         request.min_weight_elements)
+        speed[stage] = _evaluator_speed(per_stage[stage].probe, found.twin_seconds)
         settings, skipped = candidate_settings(config.target.deployment, config.stage_compute_units(stage),
                                                version, request.allow)
         left_out.update(skipped)
@@ -90,6 +95,7 @@ def tune(request: TuneRequest, log=print) -> dict:
     measured = time.time() - started
     allocation, options = _allocate(per_stage, request.budget_mb)
     summary = _write_outputs(request, config, out, tune_dir, per_stage, allocation, options, measured, log)
+    summary["evaluator_seconds_vs_twin"] = speed
     summary["seconds"] = {"measure": round(measured, 1), "total": round(time.time() - started, 1)}
     from kokoro_build.store.package import write_json
     write_json(tune_dir / f"{Path(summary['recipe']).stem}.json", summary)
@@ -107,17 +113,31 @@ def _check_stages(config, stages: tuple[str, ...]) -> None:
             raise TuneError(f"tune: stage {stage!r} is not an fp16 neural stage; tune compresses those")
 
 
-def _stage_trials(config, out: Path, stage: str, package: str, function: str, captures_path: Path) -> StageTrials:
+def _stage_trials(config, out: Path, stage: str, package: str, function: str, captures_path: Path,
+                  min_weight_elements: int | None) -> StageTrials:
     from kokoro_build.store.package import tree_digest
     from kokoro_build.tune.weights import tunable_weights
     from kokoro_build.verify.mil_eval import load_program
     block = config.stages[stage].compress
-    minimum = block.min_weight_elements if block else DEFAULT_MIN_WEIGHT_ELEMENTS
+    minimum = min_weight_elements or (block.min_weight_elements if block else DEFAULT_MIN_WEIGHT_ELEMENTS)
     path = out / package
     digest = tree_digest(path)
     probe = Probe(stage, str(path), function, str(captures_path), minimum, digest["sha256"])
     weights = tunable_weights(load_program(path).functions[function], minimum)
     return StageTrials(probe, weights, digest["bytes"] - sum(w.fp16_bytes for w in weights))
+
+
+def _evaluator_speed(probe: Probe, twin_seconds: float) -> dict:
+    """One full evaluator run over the captures, timed beside the twin's time on them."""
+    from kokoro_build.tune.trials import load_captures
+    from kokoro_build.verify.mil_eval import MilEvaluator
+    evaluator = MilEvaluator(probe.package)
+    start = time.perf_counter()
+    for capture in load_captures(probe.captures):
+        evaluator.run(capture["inputs"], function=probe.function)
+    seconds = time.perf_counter() - start
+    return {"evaluator": round(seconds, 2), "twin": round(twin_seconds, 2),
+            "ratio": round(seconds / max(twin_seconds, 1e-9), 1)}
 
 
 def _pending(trials: StageTrials, settings: dict, cache: TrialCache) -> list[Trial]:

@@ -100,3 +100,12 @@ def test_a_longer_frame_is_timing_for_dtw_mcd_not_lost_sound():
     assert mcd_db(x, longer) > 1.0  # measured 1.75 dB
     assert mcd_dtw_db(x, longer) < 0.2  # 0.04 dB
     assert mcd_dtw_db(x, noisy) > 2.0  # 3.98 dB
+
+
+def test_durations_that_could_not_be_compared_fail_a_duration_gate():
+    """A chain that halved a chunk the reference spoke whole has no per-token timing to
+    compare; with a duration gate set, that is a failure, never a silent pass."""
+    metrics = {"durations": {"error": "the two sides were chunked differently (3 chunks against 2)"}}
+    assert audio_failures(metrics, {"max_duration_changed_share": 0.02}) == \
+        ["durations not comparable: the two sides were chunked differently (3 chunks against 2)"]
+    assert audio_failures(metrics, {}) == []

@@ -1,0 +1,45 @@
+"""`kokoro-build tune` end to end on the small random-weight Kokoro: converted
+packages, captures, trials on two workers, allocation, the recipe, its build through
+the report, the Pareto outputs; then a warm rerun that runs no trial."""
+import json
+
+import pytest
+
+from tiny import ISLAND_STAGES, NO_SPEECH_GATES, header
+
+pytestmark = pytest.mark.slow
+
+# RangeDim frames: the random model's durations are long, and a range needs no bucket.
+PIPELINE = header("tune-tiny") + "stages:\n  duration: {kind: duration, shapes: {tokens: {range: [2, 512]}}}\n" + \
+    ISLAND_STAGES.replace("{buckets: [24]}", "{range: [1, 400]}") + NO_SPEECH_GATES
+
+
+def test_tune_writes_a_recipe_that_builds_and_a_warm_rerun_runs_nothing(tmp_path):
+    from kokoro_build.schema.config import load_config
+    from kokoro_build.tune.run import TuneRequest, tune
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE)
+    lines: list[str] = []
+    # the LSTM, conv and big linear weights only (> 100k elements): ~10 weights, 40 trials
+    request = TuneRequest(config_path=str(tmp_path / "pipeline.yaml"), stages=("duration", "prosody"),
+                          budget_mb=6, workers=2, texts=("Hello there.",), min_weight_elements=100_000)
+    first = tune(request, log=lines.append)
+    assert first["fits"] and first["predicted_mb"] <= 6
+    assert any(line.startswith("tune: left out pal4") for line in lines)  # coremltools #2716
+    ran = [line for line in lines if " trials to run, " in line][0]
+    assert not ran.startswith("tune: 0 trials")
+    labels = {t["label"] for t in first["trials"]}
+    assert labels == {"pal8", "pal6", "pal2", "int8"}
+    recipe = load_config(first["recipe"])
+    named = {**recipe.stages["duration"].compress.op_names, **recipe.stages["prosody"].compress.op_names}
+    assert named and all(m.palettize or m.linear for m in named.values())
+    measured = first["measured"]
+    assert measured is not None and measured["mb"] > 0, "the tuned recipe was built through its report"
+    tune_dir = tmp_path / "artifacts" / "tune-tiny" / "tune"
+    assert (tune_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert "tuned-6" in (tune_dir / "pareto.md").read_text()
+    assert json.loads((tune_dir / "points.json").read_text())["tuned-6"]["mb"] == measured["mb"]
+
+    lines.clear()
+    again = tune(TuneRequest(**{**request.__dict__, "verify": False}), log=lines.append)
+    assert any(line.startswith("tune: 0 trials to run") for line in lines), lines
+    assert again["trials"] == first["trials"] and again["predicted_mb"] == first["predicted_mb"]

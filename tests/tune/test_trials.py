@@ -1,0 +1,86 @@
+"""Trials on the small package: a resumed run equals a full one, fewer bits cost more,
+results are cached by content and a damaged cache entry is a miss."""
+import json
+
+import numpy as np
+import pytest
+
+from kokoro_build.schema.compress_schema import LinearQuantization, Palettization
+from kokoro_build.tune.executor import InProcess, LocalPool
+from kokoro_build.tune.settings import as_weight_method
+from kokoro_build.tune.trials import ProbeSession, Trial, TrialCache, relative_error, run_trial
+from kokoro_build.tune.weights import compressed_value
+
+from .conftest import probe_of
+
+SETTINGS = {"pal6": Palettization(nbits=6), "pal2": Palettization(nbits=2), "int8": LinearQuantization()}
+
+
+def trial(probe, weight):
+    return Trial(probe, weight, tuple((label, as_weight_method(m).model_dump_json()) for label, m in SETTINGS.items()))
+
+
+@pytest.fixture(scope="module")
+def session(small_package):
+    return ProbeSession(probe_of(small_package))
+
+
+def weights(session) -> list[str]:
+    return [name for name, op in session.consts.items()
+            if isinstance(op.outputs[0].val, np.ndarray) and op.outputs[0].val.ndim >= 2]
+
+
+def conv_weight(session):
+    return next(name for name in weights(session)
+                if any(c.op_type == "conv" for c in session.consts[name].outputs[0].child_ops))
+
+
+def test_resuming_from_a_checkpoint_equals_a_full_run(session):
+    assert len(weights(session)) == 3
+    for name in weights(session):
+        op = session.consts[name]
+        value, _ = compressed_value(op, Palettization(nbits=2), 2048)
+        resumed = session.error_with(name, value)
+        with session.evaluator.substituted({op.outputs[0]: value}):
+            full = np.mean([relative_error(session.evaluator.run(c["inputs"]), c["reference"])
+                            for c in session.captures])
+        assert resumed == pytest.approx(full, rel=1e-12), name
+        assert session.error_with(name, op.outputs[0].val) == pytest.approx(session.baseline_error, rel=1e-12)
+
+
+def test_fewer_bits_cost_more_error(small_package, session):
+    results = {r.label: r for r in run_trial(trial(probe_of(small_package), conv_weight(session)))}
+    assert results["pal2"].added_error > results["pal6"].added_error > 0
+    assert results["pal2"].bytes < results["pal6"].bytes < results["int8"].bytes
+    assert results["pal6"].baseline_error == session.baseline_error > 0  # fp16 vs the fp32 twin
+
+
+def test_cache_round_trip_and_damaged_entries_are_misses(small_package, session, tmp_path):
+    probe = probe_of(small_package)
+    result = run_trial(trial(probe, conv_weight(session)))[0]
+    method = as_weight_method(SETTINGS[result.label]).model_dump_json()
+    cache = TrialCache(tmp_path)
+    assert cache.get(probe, result.weight, result.label, method) is None
+    cache.put(probe, result, method)
+    assert cache.get(probe, result.weight, result.label, method) == result
+    other = as_weight_method(Palettization(nbits=8)).model_dump_json()
+    assert cache.get(probe, result.weight, result.label, other) is None  # the method is in the key
+    entry = next(tmp_path.rglob("*.json"))
+    entry.write_text(entry.read_text()[:20])  # truncated
+    assert cache.get(probe, result.weight, result.label, method) is None
+    entry.write_text(json.dumps({"unexpected": 1}))
+    assert cache.get(probe, result.weight, result.label, method) is None
+
+
+def test_a_local_pool_gives_the_in_process_results(small_package, session):
+    probe = probe_of(small_package)
+    names = weights(session)[:2]
+    trials = [trial(probe, n) for n in names]
+    serial = {t.weight: r for t, r in InProcess().map_unordered(run_trial, trials)}
+    pooled = {t.weight: r for t, r in LocalPool(2).map_unordered(run_trial, trials)}
+    assert pooled == serial
+
+
+def test_a_failing_item_is_reported_with_it():
+    outcomes = dict(InProcess().map_unordered(lambda x: 1 / x, [1, 0]))
+    assert outcomes[1] == 1 and isinstance(outcomes[0], ZeroDivisionError)
