@@ -2,10 +2,11 @@
 
 As apple/ml-stable-diffusion's mixed-bit recipe does from its per-layer PSNR
 pre-analysis: every weight starts at its most exact setting, then the move that adds
-the least error per byte saved is taken, again and again, until the weights fit. Each
-weight's options are first cut to their lower convex hull (bytes against error), so
-the greedy walk never takes a step that a later, cheaper one dominates. Errors add
-across weights (tune/trials.py), so the predicted loss of a choice is their sum.
+the least cost per byte saved is taken, again and again, until the weights fit. Each
+weight's options are first cut to their lower convex hull (bytes against cost), so
+the greedy walk never takes a step that a later, cheaper one dominates. Costs add
+across weights (tune/trials.py, tune/cost.py), so the predicted loss of a choice is
+their sum.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from kokoro_build.tune.settings import UNCOMPRESSED
 class Option:
     label: str
     bytes: int
-    added_error: float
+    added_cost: float
 
 
 @dataclass(frozen=True)
@@ -28,20 +29,20 @@ class Allocation:
     weight_bytes: int                        # the tuned weights, compressed as chosen
     fits: bool                               # False: even the smallest options miss the budget
 
-    def added_error(self, stage: str | None = None) -> float:
-        return sum(o.added_error for (s, _), o in self.choices.items() if stage in (None, s))
+    def added_cost(self, stage: str | None = None) -> float:
+        return sum(o.added_cost for (s, _), o in self.choices.items() if stage in (None, s))
 
     def bits_per_weight(self, elements: dict[tuple[str, str], int]) -> float:
         return 8 * self.weight_bytes / max(sum(elements.values()), 1)
 
 
 def hull(options: list[Option]) -> list[Option]:
-    """The options no other beats on both bytes and error, on their lower convex hull,
+    """The options no other beats on both bytes and cost, on their lower convex hull,
     from most bytes to fewest."""
     def beaten(o: Option) -> bool:
-        return any(p.bytes <= o.bytes and p.added_error <= o.added_error and
-                   (p.bytes, p.added_error) != (o.bytes, o.added_error) for p in options)
-    frontier = sorted({(o.bytes, o.added_error): o for o in options if not beaten(o)}.values(),
+        return any(p.bytes <= o.bytes and p.added_cost <= o.added_cost and
+                   (p.bytes, p.added_cost) != (o.bytes, o.added_cost) for p in options)
+    frontier = sorted({(o.bytes, o.added_cost): o for o in options if not beaten(o)}.values(),
                       key=lambda o: -o.bytes)
     convex: list[Option] = []
     for option in frontier:
@@ -52,9 +53,9 @@ def hull(options: list[Option]) -> list[Option]:
 
 
 def _slope(a: Option, b: Option) -> float:
-    """Error added per byte saved going from a to b (b has fewer bytes)."""
+    """Cost added per byte saved going from a to b (b has fewer bytes)."""
     saved = a.bytes - b.bytes
-    return (b.added_error - a.added_error) / saved if saved > 0 else float("inf")
+    return (b.added_cost - a.added_cost) / saved if saved > 0 else float("inf")
 
 
 def allocate(options: dict[tuple[str, str], list[Option]], budget_bytes: int) -> Allocation:

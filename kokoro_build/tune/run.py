@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kokoro_build.tune.allocate import Option, allocate, uncompressed
+from kokoro_build.tune.cost import added_cost, cost
 from kokoro_build.tune.trials import Probe, Trial, TrialCache, run_trial
 
 DEFAULT_MIN_WEIGHT_ELEMENTS = 2048  # compress_schema.CompressConfig's default
@@ -171,22 +172,22 @@ def _run_trials(trials: list[Trial], per_stage: dict, cache: TrialCache, executo
             per_stage[result.stage].results[(result.weight, result.label)] = result
             cache.put(trial.probe, result, methods[result.label])
         done += len(outcome)
-        best = ", ".join(f"{r.label} {_snr(r.error)}" for r in outcome)
-        log(f"tune [{done}/{total}, {time.time() - start:.0f} s] {trial.probe.stage} {trial.weight}: {best}")
+        priced = ", ".join(f"{r.label} {_priced(r)}" for r in outcome)
+        log(f"tune [{done}/{total}, {time.time() - start:.0f} s] {trial.probe.stage} {trial.weight}: {priced}")
 
 
-def _snr(error: float | None) -> str:
-    import math
-    if error is None:
-        return "skipped"
-    return "exact" if error <= 0 else f"{-10 * math.log10(error):.1f} dB"
+def _priced(result) -> str:
+    """A trial's added cost, in tolerances (cost.py)."""
+    added = added_cost(result.errors, result.baseline)
+    return "skipped" if added is None else f"+{added:.3g}"
 
 
 def _allocate(per_stage: dict, budget_mb: float):
     options: dict[tuple[str, str], list[Option]] = {}
     for stage, trials in per_stage.items():
         for weight in trials.weights:
-            measured = [Option(label, r.bytes, r.added_error) for (name, label), r in trials.results.items()
+            measured = [Option(label, r.bytes, added_cost(r.errors, r.baseline))
+                        for (name, label), r in trials.results.items()
                         if name == weight.name and r.bytes is not None]
             options[(stage, weight.name)] = [uncompressed(weight.fp16_bytes), *measured]
     fixed = sum(t.fixed_bytes for t in per_stage.values())
@@ -195,8 +196,6 @@ def _allocate(per_stage: dict, budget_mb: float):
 
 
 def _write_outputs(request, config, out, tune_dir, per_stage, allocation, options, seconds, log) -> dict:
-    import math
-
     from kokoro_build.tune.recipe import overlay, write_recipe
     elements = {(s, w.name): w.elements for s, t in per_stage.items() for w in t.weights}
     fixed = sum(t.fixed_bytes for t in per_stage.values())
@@ -204,11 +203,10 @@ def _write_outputs(request, config, out, tune_dir, per_stage, allocation, option
     budget_label = f"{request.budget_mb:g}".replace(".", "_")
     recipe = Path(request.recipe or Path(request.config_path).resolve().parent / f"tuned-{budget_label}.yaml")
     name = recipe.stem
-    stage_snr = {}
+    stage_cost = {}  # the uncompressed package's cost plus the chosen settings'
     for stage, trials in per_stage.items():
-        baseline = next(iter(trials.results.values())).baseline_error if trials.results else 0.0
-        total = baseline + allocation.added_error(stage)
-        stage_snr[stage] = round(-10 * math.log10(total), 1) if total > 0 else None
+        baseline = cost(next(iter(trials.results.values())).baseline) if trials.results else 0.0
+        stage_cost[stage] = round(baseline + allocation.added_cost(stage), 3)
     counts: dict[str, int] = {}
     for option in allocation.choices.values():
         counts[option.label] = counts.get(option.label, 0) + 1
@@ -220,8 +218,8 @@ def _write_outputs(request, config, out, tune_dir, per_stage, allocation, option
         "package run with the MIL evaluator on the tune texts, against the fp32 twin (tune/trials.py);",
         "the settings below add the least measured error for the budget (tune/allocate.py).",
         f"Predicted: {predicted_mb:.1f} MB for the tuned stages, "
-        f"{allocation.bits_per_weight(elements):.2f} bits per tuned weight; stage SNR "
-        + ", ".join(f"{s} {v} dB" for s, v in stage_snr.items()) + ".",
+        f"{allocation.bits_per_weight(elements):.2f} bits per tuned weight; cost per stage "
+        "(in tolerances, tune/cost.py) " + ", ".join(f"{s} {v:g}" for s, v in stage_cost.items()) + ".",
         f"Settings: {mix}.",
     ]
     document = overlay(Path(request.config_path), recipe, name,
@@ -234,9 +232,9 @@ def _write_outputs(request, config, out, tune_dir, per_stage, allocation, option
     summary = {"recipe": str(recipe), "base": str(request.config_path), "stages": list(request.stages),
                "budget_mb": request.budget_mb, "fits": allocation.fits, "predicted_mb": round(predicted_mb, 2),
                "bits_per_weight": round(allocation.bits_per_weight(elements), 3), "settings": counts,
-               "predicted_stage_snr_db": stage_snr,
-               "trials": [{"stage": s, "weight": w, "label": r.label, "bytes": r.bytes, "error": r.error,
-                           "added_error": r.added_error}
+               "predicted_stage_cost": stage_cost,
+               "trials": [{"stage": s, "weight": w, "label": r.label, "bytes": r.bytes, "errors": r.errors,
+                           "added_cost": added_cost(r.errors, r.baseline)}
                           for s, t in per_stage.items() for (w, _), r in sorted(t.results.items())]}
     if request.verify and allocation.fits:
         summary["measured"] = _verify(recipe, name, out.parent, tune_dir, summary, log)
@@ -248,12 +246,14 @@ def _verify(recipe: Path, name: str, artifacts: Path, tune_dir: Path, summary: d
     from kokoro_build.store.package import atomic_path, write_json
     from kokoro_build.tune.pareto import REFERENCE_RECIPES, plot, table, variant_point
     log(f"tune: building {recipe.name} through its report (end-to-end check of the prediction)")
+    failure = None
     try:
         run_doit(str(recipe), log=lambda line: None)
     except BuildError as error:  # a missed speech gate still writes the report: show it
+        failure = str(error).splitlines()[-1]
         log(f"tune: the build of {recipe.name} failed:\n{error}")
-    if variant_point(artifacts / name, name, "tuned") is None:
-        return None
+    if variant_point(artifacts / name, name, "tuned") is None:  # a parity gate stopped it earlier
+        return {"name": name, "error": failure}
     point = variant_point(artifacts / name, name, "tuned", bits_per_weight=summary["bits_per_weight"],
                           predicted_mb=summary["predicted_mb"])
     points_file = tune_dir / "points.json"
@@ -266,6 +266,6 @@ def _verify(recipe: Path, name: str, artifacts: Path, tune_dir: Path, summary: d
         tmp.write_text(table(shown), encoding="utf-8")
     with atomic_path(tune_dir / "pareto.png") as tmp:
         tmp.write_bytes(plot(shown, name))
-    log(f"tune: measured {name}: {point['mb']} MB, teacher-forced PESQ {point['teacher_forced_pesq']}, "
-        f"durations changed {point['duration_changed_share']}; table and plot in {tune_dir}")
+    log(f"tune: measured {name}: {point['mb']} MB, teacher-forced PESQ {point['teacher_forced_pesq']:.2f}, "
+        f"durations changed {point['duration_changed_share']:.1%}; table and plot in {tune_dir}")
     return point

@@ -6,10 +6,12 @@ context is a `Probe` (the package, the function, the captures file), loaded once
 worker process. The baseline run keeps checkpoints, so a trial reruns only the ops
 from the weight's first reader on: everything upstream is unchanged.
 
-Error: for each float output, the squared error against the twin divided by the
-twin's power, averaged over outputs and captures (a relative noise power; its inverse
-in dB is the SNR that ml-stable-diffusion's pre-analysis reports as PSNR). What a
-weight costs is its trial's error minus the uncompressed package's: errors from
+Errors, per float output and averaged over the captures: the squared error against
+the twin divided by the twin's power (its inverse in dB is the SNR that
+ml-stable-diffusion's pre-analysis reports as PSNR), and for the duration stage's
+frames per token also the expected share of tokens whose rounded count changes.
+They are kept raw, so what they cost (cost.py) can change without a rerun; a
+weight's cost is its trial's minus the uncompressed package's, and costs from
 different weights add, to first order, which is what the allocation assumes.
 
 Results are cached by content: the package's digest, the captures' sha256, the
@@ -30,7 +32,8 @@ import numpy as np
 from kokoro_build.store.package import atomic_path, file_sha256
 
 TRIAL_MODULE = __name__
-
+# the duration stage's frames per token, which the chain rounds (runtime/chain.py)
+DURATION_OUTPUT = "durations"
 
 @dataclass(frozen=True)
 class Probe:
@@ -56,21 +59,24 @@ class TrialResult:
     weight: str
     label: str
     bytes: int | None          # None: coremltools would leave the weight as it is
-    error: float | None        # relative error power against the fp32 twin
-    baseline_error: float      # the uncompressed package's
-
-    @property
-    def added_error(self) -> float | None:
-        return None if self.error is None else max(self.error - self.baseline_error, 0.0)
+    errors: dict | None        # output -> {power, frames?} against the fp32 twin
+    baseline: dict             # the uncompressed package's
 
 
-def relative_error(outputs: dict, reference: dict) -> float:
-    errors = []
+def output_errors(outputs: dict, reference: dict) -> dict[str, dict[str, float]]:
+    errors = {}
     for name, ref in reference.items():
         ref = np.asarray(ref, dtype=np.float64)
         out = np.asarray(outputs[name], dtype=np.float64).reshape(ref.shape)
-        errors.append(float(np.sum((out - ref) ** 2) / max(np.sum(ref ** 2), 1e-30)))
-    return float(np.mean(errors))
+        errors[name] = {"power": float(np.sum((out - ref) ** 2) / max(np.sum(ref ** 2), 1e-30))}
+        if name == DURATION_OUTPUT:
+            errors[name]["frames"] = float(np.mean(np.minimum(np.abs(out - ref), 1.0)))
+    return errors
+
+
+def mean_errors(runs: list[dict]) -> dict[str, dict[str, float]]:
+    return {name: {key: float(np.mean([run[name][key] for run in runs])) for key in runs[0][name]}
+            for name in runs[0]}
 
 
 def load_captures(path: str) -> list[dict]:
@@ -114,23 +120,23 @@ class ProbeSession:
         picks = {readers[int(i)] for i in np.linspace(0, len(readers) - 1, min(self.CHECKPOINTS, len(readers)))} \
             if readers else set()
         self.captures = load_captures(probe.captures)
-        self.checkpoints, errors = [], []
+        self.checkpoints, runs = [], []
         for capture in self.captures:
             points = Checkpoints(picks | {0})
             outputs = self.evaluator.run(capture["inputs"], function=probe.function, checkpoints=points)
             self.checkpoints.append(points)
-            errors.append(relative_error(outputs, capture["reference"]))
-        self.baseline_error = float(np.mean(errors))
+            runs.append(output_errors(outputs, capture["reference"]))
+        self.baseline = mean_errors(runs)
 
-    def error_with(self, weight: str, value: np.ndarray) -> float:
+    def errors_with(self, weight: str, value: np.ndarray) -> dict:
         op = self.consts[weight]
         start = self.first_reader[op.outputs[0].name]
-        errors = []
+        runs = []
         with self.evaluator.substituted({op.outputs[0]: value}):
             for capture, points in zip(self.captures, self.checkpoints):
                 outputs = self.evaluator.resume(points, start, function=self.probe.function)
-                errors.append(relative_error(outputs, capture["reference"]))
-        return float(np.mean(errors))
+                runs.append(output_errors(outputs, capture["reference"]))
+        return mean_errors(runs)
 
 
 @lru_cache(maxsize=4)
@@ -151,14 +157,14 @@ def run_trial(trial: Trial) -> list[TrialResult]:
             warnings.simplefilter("ignore")
             compressed = compressed_value(op, method, trial.probe.min_weight_elements)
         if compressed is None:
-            results.append(TrialResult(trial.probe.stage, trial.weight, label, None, None, session.baseline_error))
+            results.append(TrialResult(trial.probe.stage, trial.weight, label, None, None, session.baseline))
             continue
         value, stored = compressed
         # lossless (an 8-bit table over weights that hold 256 values or fewer, as the
         # int8-derived Kokoro weights do): the run would give the baseline exactly
         exact = np.array_equal(value, op.outputs[0].val)
-        error = session.baseline_error if exact else session.error_with(trial.weight, value)
-        results.append(TrialResult(trial.probe.stage, trial.weight, label, stored, error, session.baseline_error))
+        errors = session.baseline if exact else session.errors_with(trial.weight, value)
+        results.append(TrialResult(trial.probe.stage, trial.weight, label, stored, errors, session.baseline))
     return results
 
 
@@ -211,7 +217,8 @@ def _captures_digest(path: str) -> str:
 
 def _code_digest() -> str:
     """The trial code and what it imports (the evaluator's kernels included), and the
-    coremltools version whose compression a trial reproduces."""
+    coremltools version whose compression a trial reproduces. Not cost.py: results
+    are raw errors, priced after they are read."""
     import importlib.metadata
 
     from kokoro_build.plan.code_deps import code_files

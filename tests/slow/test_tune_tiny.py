@@ -21,9 +21,9 @@ def test_tune_writes_a_recipe_that_builds_and_a_warm_rerun_runs_nothing(tmp_path
     lines: list[str] = []
     # the LSTM, conv and big linear weights only (> 100k elements): ~10 weights, 40 trials
     request = TuneRequest(config_path=str(tmp_path / "pipeline.yaml"), stages=("duration", "prosody"),
-                          budget_mb=6, workers=2, texts=("Hello there.",), min_weight_elements=100_000)
+                          budget_mb=14, workers=2, texts=("Hello there.",), min_weight_elements=100_000)
     first = tune(request, log=lines.append)
-    assert first["fits"] and first["predicted_mb"] <= 6
+    assert first["fits"] and first["predicted_mb"] <= 14
     assert any(line.startswith("tune: left out pal4") for line in lines)  # coremltools #2716
     ran = [line for line in lines if " trials to run, " in line][0]
     assert not ran.startswith("tune: 0 trials")
@@ -33,11 +33,11 @@ def test_tune_writes_a_recipe_that_builds_and_a_warm_rerun_runs_nothing(tmp_path
     named = {**recipe.stages["duration"].compress.op_names, **recipe.stages["prosody"].compress.op_names}
     assert named and all(m.palettize or m.linear for m in named.values())
     measured = first["measured"]
-    assert measured is not None and measured["mb"] > 0, "the tuned recipe was built through its report"
+    assert "error" not in measured and measured["mb"] > 0, measured  # built through its report
     tune_dir = tmp_path / "artifacts" / "tune-tiny" / "tune"
     assert (tune_dir / "pareto.png").read_bytes()[:4] == b"\x89PNG"
-    assert "tuned-6" in (tune_dir / "pareto.md").read_text()
-    assert json.loads((tune_dir / "points.json").read_text())["tuned-6"]["mb"] == measured["mb"]
+    assert "tuned-14" in (tune_dir / "pareto.md").read_text()
+    assert json.loads((tune_dir / "points.json").read_text())["tuned-14"]["mb"] == measured["mb"]
 
     lines.clear()
     again = tune(TuneRequest(**{**request.__dict__, "verify": False}), log=lines.append)

@@ -16,7 +16,7 @@ def test_allocation_compresses_the_insensitive_weight_first():
     assert choice.fits and choice.weight_bytes <= 120
     assert choice.choices[("s", "robust")].label == "pal2"
     assert choice.choices[("s", "fragile")].label == "fp16"
-    assert choice.added_error() == 0.002
+    assert choice.added_cost() == 0.002
 
 
 def test_allocation_says_when_nothing_fits():
@@ -28,4 +28,4 @@ def test_allocation_says_when_nothing_fits():
 def test_a_generous_budget_changes_nothing():
     options = [Option("fp16", 100, 0.0), Option("pal6", 40, 0.1)]
     choice = allocate({("s", "w"): options}, budget_bytes=1000)
-    assert choice.choices[("s", "w")].label == "fp16" and choice.added_error() == 0.0
+    assert choice.choices[("s", "w")].label == "fp16" and choice.added_cost() == 0.0

@@ -8,7 +8,8 @@ import pytest
 from kokoro_build.schema.compress_schema import LinearQuantization, Palettization
 from kokoro_build.tune.executor import InProcess, LocalPool
 from kokoro_build.tune.settings import as_weight_method
-from kokoro_build.tune.trials import ProbeSession, Trial, TrialCache, relative_error, run_trial
+from kokoro_build.tune.cost import added_cost, cost
+from kokoro_build.tune.trials import ProbeSession, Trial, TrialCache, mean_errors, output_errors, run_trial
 from kokoro_build.tune.weights import compressed_value
 
 from .conftest import probe_of
@@ -40,19 +41,23 @@ def test_resuming_from_a_checkpoint_equals_a_full_run(session):
     for name in weights(session):
         op = session.consts[name]
         value, _ = compressed_value(op, Palettization(nbits=2), 2048)
-        resumed = session.error_with(name, value)
+        resumed = session.errors_with(name, value)
         with session.evaluator.substituted({op.outputs[0]: value}):
-            full = np.mean([relative_error(session.evaluator.run(c["inputs"]), c["reference"])
-                            for c in session.captures])
-        assert resumed == pytest.approx(full, rel=1e-12), name
-        assert session.error_with(name, op.outputs[0].val) == pytest.approx(session.baseline_error, rel=1e-12)
+            full = mean_errors([output_errors(session.evaluator.run(c["inputs"]), c["reference"])
+                                for c in session.captures])
+        assert resumed["y"]["power"] == pytest.approx(full["y"]["power"], rel=1e-12), name
+        assert resumed["y"]["power"] > session.baseline["y"]["power"]
+        unchanged = session.errors_with(name, op.outputs[0].val)
+        assert unchanged["y"]["power"] == pytest.approx(session.baseline["y"]["power"], rel=1e-12)
 
 
 def test_fewer_bits_cost_more_error(small_package, session):
     results = {r.label: r for r in run_trial(trial(probe_of(small_package), conv_weight(session)))}
-    assert results["pal2"].added_error > results["pal6"].added_error > 0
+    def priced(label):
+        return added_cost(results[label].errors, results[label].baseline)
+    assert priced("pal2") > priced("pal6") > 0
     assert results["pal2"].bytes < results["pal6"].bytes < results["int8"].bytes
-    assert results["pal6"].baseline_error == session.baseline_error > 0  # fp16 vs the fp32 twin
+    assert results["pal6"].baseline == session.baseline and cost(session.baseline) > 0  # fp16 vs the fp32 twin
 
 
 def test_cache_round_trip_and_damaged_entries_are_misses(small_package, session, tmp_path):
@@ -84,3 +89,15 @@ def test_a_local_pool_gives_the_in_process_results(small_package, session):
 def test_a_failing_item_is_reported_with_it():
     outcomes = dict(InProcess().map_unordered(lambda x: 1 / x, [1, 0]))
     assert outcomes[1] == 1 and isinstance(outcomes[0], ZeroDivisionError)
+
+
+def test_the_duration_output_also_counts_the_tokens_whose_rounding_would_change():
+    reference = {"durations": np.array([[3.2, 4.9, 7.0, 1.5]]), "d": np.ones((1, 4, 8))}
+    shifted = {"durations": reference["durations"] + np.array([[0.0, 0.2, 2.0, 0.0]]), "d": np.ones((1, 4, 8))}
+    errors = output_errors(shifted, reference)
+    assert errors["durations"]["frames"] == pytest.approx((0.2 + 1.0) / 4)  # capped at a frame a token
+    assert "frames" not in errors["d"] and errors["d"]["power"] == 0.0
+    # 30 % of tokens expected to change against a 2 % tolerance: 15 tolerances, plus d's 0
+    assert cost(errors) == pytest.approx(0.3 / 0.02)
+    assert added_cost(errors, output_errors(reference, reference)) == pytest.approx(cost(errors))
+    assert added_cost(None, errors) is None
