@@ -237,8 +237,19 @@ def _write_outputs(request, config, out, tune_dir, per_stage, allocation, option
                            "added_cost": added_cost(r.errors, r.baseline)}
                           for s, t in per_stage.items() for (w, _), r in sorted(t.results.items())]}
     if request.verify and allocation.fits:
-        summary["measured"] = _verify(recipe, name, out.parent, tune_dir, summary, log)
+        measured = summary["measured"] = _verify(recipe, name, out.parent, tune_dir, summary, log)
+        write_recipe(recipe, document, header + [_measured_line(measured)])  # comments only: still built
     return summary
+
+
+def _measured_line(point: dict) -> str:
+    if "error" in point:
+        return f"Built: failed before its report ({point['error']})."
+    gates = "; ".join(point["failures"]) or "every verify.audio gate passed"
+    return (f"Built ({time.strftime('%Y-%m-%d')}, the report sentence): {point['mb']} MB, teacher-forced PESQ "
+            f"{point['teacher_forced_pesq']:.2f}, MCD {point['teacher_forced_mcd_db']:.2f} dB, F0 "
+            f"{point['f0_error_cents']:.1f} cents, durations changed {point['duration_changed_share']:.1%}, "
+            f"MCD-DTW {point['mcd_dtw_db']:.2f} dB; {gates}.")
 
 
 def _verify(recipe: Path, name: str, artifacts: Path, tune_dir: Path, summary: dict, log) -> dict | None:
