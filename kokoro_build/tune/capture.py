@@ -66,11 +66,19 @@ def capture(variant_dir: Path, manifest, stages: list[str], texts: list[str], vo
     packages = {artifact.package: name for name in stages for artifact in manifest.stages[name].artifacts}
     backend = RecordingBackend(variant_dir, packages)
     chain = Chain(variant_dir, backend=backend, manifest=manifest)
-    for text in texts:
-        try:
-            chain.speak(text, voice, seed=0)
-        except ValueError as error:  # ChainError: say which text, and that it is the tune's
-            raise ValueError(f"tune: the chain can't speak tune text {text[:40]!r}: {error}") from None
+    import torch
+    threads = torch.get_num_threads()
+    # The captures' bytes key the trial cache, and a twin's float sums depend on how
+    # many threads split them (a 2-thread run missed a 1-thread run's cache): one thread.
+    torch.set_num_threads(1)
+    try:
+        for text in texts:
+            try:
+                chain.speak(text, voice, seed=0)
+            except ValueError as error:  # ChainError: say which text, and that it is the tune's
+                raise ValueError(f"tune: the chain can't speak tune text {text[:40]!r}: {error}") from None
+    finally:
+        torch.set_num_threads(threads)
     found = {}
     for stage in stages:
         calls = Counter((package, function) for s, package, function, *_ in backend.records if s == stage)
