@@ -94,8 +94,8 @@ def tune(request: TuneRequest, log=print) -> dict:
         log(f"tune: left out {label}: the device-risk lint flags it ({rule}); --allow {label} to try it")
     _run_trials(trials, per_stage, cache, make_executor(request.executor, request.workers), log)
     measured = time.time() - started
-    allocation, options = _allocate(per_stage, request.budget_mb)
-    summary = _write_outputs(request, config, out, tune_dir, per_stage, allocation, options, measured, log)
+    allocation = _allocate(per_stage, request.budget_mb)
+    summary = _write_outputs(request, config, out, tune_dir, per_stage, allocation, log)
     summary["evaluator_seconds_vs_twin"] = speed
     summary["seconds"] = {"measure": round(measured, 1), "total": round(time.time() - started, 1)}
     from kokoro_build.store.package import write_json
@@ -191,11 +191,10 @@ def _allocate(per_stage: dict, budget_mb: float):
                         if name == weight.name and r.bytes is not None]
             options[(stage, weight.name)] = [uncompressed(weight.fp16_bytes), *measured]
     fixed = sum(t.fixed_bytes for t in per_stage.values())
-    allocation = allocate(options, int(budget_mb * 1e6) - fixed)
-    return allocation, options
+    return allocate(options, int(budget_mb * 1e6) - fixed)
 
 
-def _write_outputs(request, config, out, tune_dir, per_stage, allocation, options, seconds, log) -> dict:
+def _write_outputs(request, config, out, tune_dir, per_stage, allocation, log) -> dict:
     from kokoro_build.tune.recipe import overlay, write_recipe
     elements = {(s, w.name): w.elements for s, t in per_stage.items() for w in t.weights}
     fixed = sum(t.fixed_bytes for t in per_stage.values())
