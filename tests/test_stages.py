@@ -72,6 +72,19 @@ def test_flexible_shapes_are_described_per_axis(tiny_config):
     assert listed[0]["enumerated"] == [[1, 200], [1, 400]]
 
 
+def test_a_materialized_stage_is_described_as_a_range_and_a_shape_per_bucket(tiny_config):
+    from kokoro_build.targets.coreml.export import describe, specs_at_bucket
+    vocoder = get_stage_kind("vocoder")(tiny_config, [("kokoro::mask_padding", {})])
+    flexible = {"frames": {"buckets": [100, 300, 400]}}
+    described = describe(vocoder.inputs, {"frames": 400}, flexible)
+    f0 = next(d for d in described if d["name"] == "f0")
+    assert f0["range"] == [[1, 1], [200, 800]] and f0["buckets"] == [[1, 200], [1, 600], [1, 800]]
+    assert "range" not in next(d for d in described if d["name"] == "valid_frames")
+    fixed = specs_at_bucket(described, flexible, {"frames": 300})
+    assert {s["name"]: s["shape"] for s in fixed}["f0"] == [1, 600]
+    assert all(set(s) == {"name", "shape", "dtype"} for s in fixed)  # no range left
+
+
 def test_shape_points_and_labels():
     from kokoro_build.plan.paths import shape_points
     stage = StageConfig(kind="duration", shapes={"tokens": {"range": [2, 512]}})

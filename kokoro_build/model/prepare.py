@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kokoro_build.schema.kinds import kind_row
-from kokoro_build.schema.run import StageRun
+from kokoro_build.schema.run import StageRun, at_own_length
 
 
 @dataclass
@@ -30,11 +30,12 @@ def prepare_stage(run: StageRun, surgery: bool = True) -> PreparedStage:
 
     kind_class = get_stage_kind(run.kind)
     blob = kind_class.load_source(run.paths.weights)
-    stage = kind_class(blob["config"], run.passes, flexible=bool(run.flexible), options=run.options)
+    own_length = at_own_length(run.flexible)
+    stage = kind_class(blob["config"], run.passes, flexible=own_length, options=run.options)
     prepared = PreparedStage(stage, blob["provenance"], blob["voices"].get(run.voice))
     if surgery:
         module = stage.build_module(stage.model_from_source(blob), run.sizes)
-        expected = kind_row(run.kind).expected_passes(flexible=bool(run.flexible))
+        expected = kind_row(run.kind).expected_passes(flexible=own_length)
         result = apply_passes(module, run.passes, prepared.inputs(stage.parity_sizes(run.sizes)),
                               expected=expected)
         prepared.module, prepared.records = result.module, result.records

@@ -68,18 +68,35 @@ def stage_paths(out: Path, stage_name: str, stage: StageConfig, weights: Path,
     """Each artifact of a stage with its paths. A multifunction stage's buckets are
     intermediates in their own folder (a digest is named by the stem, and the traced
     twin's is `<label>.digest.json` already); the stage's package merges them."""
-    merged = stage.packaging == "multifunction"
     work = out / "_work" / stage_name
+    source = materialized_source(out, stage_name, stage, weights)[1] if stage.packaging == "materialized" else None
     found = []
     for point in shape_points(stage):
-        bucket = (work / "functions" if merged else out / stage_name) / f"{point.label}.mlpackage"
+        bucket = (work / "functions" if stage.merged else out / stage_name) / f"{point.label}.mlpackage"
+        # a materialized function's bucket is only its report (the materialize step writes it)
+        traced = source.traced if source else str(work / f"{point.label}.traced.pt")
+        converted = source.converted if source else str(
+            work / "converted" / f"{point.label}.mlpackage" if stage.compress else bucket)
         found.append((point, RunPaths(
-            weights=str(weights), traced=str(work / f"{point.label}.traced.pt"),
-            converted=str(work / "converted" / f"{point.label}.mlpackage" if stage.compress else bucket),
-            bucket=str(bucket), package=str(merged_package(out, stage_name) if merged else bucket),
+            weights=str(weights), traced=traced, converted=converted,
+            bucket=str(bucket), package=str(merged_package(out, stage_name) if stage.merged else bucket),
             verified=str(out / stage_name / f"{point.label}.verify.json"),
             program=str(out / "executorch" / f"{stage_name}_{point.label}.pte") if executorch else None)))
     return found
+
+
+def materialized_source(out: Path, stage_name: str, stage: StageConfig, weights: Path) -> tuple[ShapePoint, RunPaths]:
+    """A materialized stage's one trace and conversion: traced at its largest bucket,
+    converted with a range over its buckets (`_work/<stage>/source/`), compressed
+    there too; the materialize step makes the stage's package from it."""
+    (dim, spec), = stage.shapes.items()
+    point = ShapePoint(sizes={dim: max(spec.sizes)}, flexible={dim: {"buckets": list(spec.sizes)}})
+    work = out / "_work" / stage_name
+    source = work / "source" / f"{point.label}.mlpackage"
+    return point, RunPaths(
+        weights=str(weights), traced=str(work / f"{point.label}.traced.pt"),
+        converted=str(work / "converted" / f"{point.label}.mlpackage" if stage.compress else source),
+        bucket=str(source), package=str(source), verified=str(work / "source" / f"{point.label}.verify.json"))
 
 
 def manifest_entry(point: ShapePoint, paths: RunPaths, function: str | None) -> dict:

@@ -10,6 +10,11 @@ runs before verify.
 With `packaging: multifunction`, the buckets' packages go to `_work/<stage>/functions/` and
   <stage>:merge                one package, a function per bucket -> <stage>/<stage>.mlpackage
 runs before the verify steps, which then run each function of the merged package.
+With `packaging: materialized`, the stage is traced once (at its largest bucket, padded
+and masked) and converted once with a range over its buckets (`<stage>:<dim>_buckets.*`
+in `_work/<stage>/source/`), compressed there, then
+  <stage>:materialize          a fixed-shape function per bucket -> <stage>/<stage>.mlpackage
+and each function is verified as a multifunction stage's are.
 With `compress: {activations: ...}` (A8) on some stage, one
   calibration               the chain speaks calibration.texts through every stage's
                             converted package (MIL evaluator) -> _work/calibration.json
@@ -37,7 +42,8 @@ from doit.tools import config_changed
 from kokoro_build.plan.actions import action
 from kokoro_build.plan.code_deps import code_files
 from kokoro_build.plan.paths import (artifacts_dir, calibration_path, g2p_checkpoint, lexicon_path,  # noqa: F401
-                                     manifest_entry, recipe_path, runtime_files, stage_paths, weights_path)
+                                     manifest_entry, materialized_source, recipe_path, runtime_files, stage_paths,
+                                     weights_path)
 from kokoro_build.schema.config import PipelineConfig, StageConfig
 from kokoro_build.schema.kinds import kind_row
 from kokoro_build.schema.run import StageRun, report_path
@@ -95,7 +101,8 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
             manifest_stages[stage_name] = {"kind": stage.kind, "where": "host", "artifacts": []}
             continue
         runs = stage_runs(config, stage_name, out, calibration)
-        yield from _stage_tasks(stage_name, stage, runs, out)
+        source = source_run(config, stage_name, out, calibration) if stage.packaging == "materialized" else None
+        yield from _stage_tasks(stage_name, stage, runs, out, source)
         manifest_stages[stage_name] = {
             "kind": stage.kind, "options": stage.kind_options, "packaging": stage.packaging,
             "artifacts": [manifest_entry(run.point, run.paths, run.function) for run in runs]}
@@ -135,27 +142,40 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
 def stage_runs(config: PipelineConfig, stage_name: str, out: Path, calibration: Path | None) -> list[StageRun]:
     """One StageRun per artifact of the stage: everything its steps read."""
     stage = config.stages[stage_name]
-    row = kind_row(stage.kind)  # the g2p kind: its own model, which takes no voice
-    weights = weights_path(out) if row.takes_voice else g2p_checkpoint(out)
     executorch = "executorch" in config.stage_targets(stage_name)
-    merged = stage.packaging == "multifunction"
-    runs = []
-    for point, paths in stage_paths(out, stage_name, stage, weights, executorch):
-        if stage.compress is not None and stage.compress.activations is not None:
-            paths = paths.model_copy(update={"calibration": str(calibration),
-                                             "calibration_key": str(Path(paths.converted).relative_to(out))})
-        runs.append(StageRun(
-            stage=stage_name, paths=paths, kind=stage.kind, sizes=point.sizes, flexible=point.flexible,
-            passes=stage.passes(), voice=config.model.voices[0] if row.takes_voice else None, options=stage.kind_options,
-            precision=config.stage_precision(stage_name), compute_units=config.stage_compute_units(stage_name),
-            deployment=config.target.deployment,
-            compress=stage.compress.model_dump(mode="json") if stage.compress else None,
-            thresholds=config.stage_thresholds(stage_name), analyzer=config.verify.ane.analyzer,
-            lint_fail_on=config.verify.lint.fail_on,
-            function=point.label if merged else None,
-            executorch_export=stage.executorch.export if executorch else None,
-            executorch_thresholds=config.executorch_thresholds(stage_name) if executorch else None))
-    return runs
+    return [_stage_run(config, stage_name, out, point, paths, calibration, point.label if stage.merged else None)
+            for point, paths in stage_paths(out, stage_name, stage, _weights(config, stage_name, out), executorch)]
+
+
+def source_run(config: PipelineConfig, stage_name: str, out: Path, calibration: Path | None) -> StageRun:
+    """A materialized stage's one trace, conversion and compression (plan/paths.py)."""
+    point, paths = materialized_source(out, stage_name, config.stages[stage_name],
+                                       _weights(config, stage_name, out))
+    return _stage_run(config, stage_name, out, point, paths, calibration, None)
+
+
+def _weights(config: PipelineConfig, stage_name: str, out: Path) -> Path:
+    # the g2p kind: its own model, which takes no voice
+    return weights_path(out) if kind_row(config.stages[stage_name].kind).takes_voice else g2p_checkpoint(out)
+
+
+def _stage_run(config: PipelineConfig, stage_name: str, out: Path, point, paths, calibration: Path | None,
+               function: str | None) -> StageRun:
+    stage = config.stages[stage_name]
+    executorch = "executorch" in config.stage_targets(stage_name)
+    if stage.compress is not None and stage.compress.activations is not None:
+        paths = paths.model_copy(update={"calibration": str(calibration),
+                                         "calibration_key": str(Path(paths.converted).relative_to(out))})
+    return StageRun(
+        stage=stage_name, paths=paths, kind=stage.kind, sizes=point.sizes, flexible=point.flexible,
+        passes=stage.passes(), voice=config.model.voices[0] if kind_row(stage.kind).takes_voice else None,
+        options=stage.kind_options, precision=config.stage_precision(stage_name),
+        compute_units=config.stage_compute_units(stage_name), deployment=config.target.deployment,
+        compress=stage.compress.model_dump(mode="json") if stage.compress else None,
+        thresholds=config.stage_thresholds(stage_name), analyzer=config.verify.ane.analyzer,
+        lint_fail_on=config.verify.lint.fail_on, function=function,
+        executorch_export=stage.executorch.export if executorch else None,
+        executorch_thresholds=config.executorch_thresholds(stage_name) if executorch else None)
 
 
 def _step(run: StageRun, step: str, target: str, uses_module: bool, **task) -> dict:
@@ -166,32 +186,20 @@ def _step(run: StageRun, step: str, target: str, uses_module: bool, **task) -> d
                  uptodate=[config_changed(run.step_slice(step))], **task)
 
 
-def _stage_tasks(stage_name: str, stage: StageConfig, runs: list[StageRun], out: Path) -> Iterator[dict]:
+def _stage_tasks(stage_name: str, stage: StageConfig, runs: list[StageRun], out: Path,
+                 source: StageRun | None = None) -> Iterator[dict]:
+    """A stage's tasks; `source`: a materialized stage's one conversion, which its
+    function runs (`runs`) are verified from."""
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
     if stage.kind == "g2p":
         yield from _g2p_source_tasks(stage_name, stage, out)
+    for run in [source] if source else runs:
+        yield from _build_tasks(stage_name, stage, run, out)
+    if source:
+        yield _materialize_task(stage_name, source, runs, out)
     for run in runs:
         label, paths = run.point.label, run.paths
         weights_digest = str(digest_path(paths.weights))
-        yield _cached(_step(
-            run, "export", "kokoro_build.targets.coreml.export:export_stage", True, isolated=True,
-            name=f"{label}.export", doc=f"surgery + trace {stage_name} at {label}",
-            file_dep=[weights_digest], targets=[paths.traced, str(digest_path(paths.traced))]),
-            out, "export", run.step_slice("export"))
-        yield _cached(_step(
-            run, "convert", "kokoro_build.targets.coreml.convert:convert_stage", False,
-            name=f"{label}.convert",
-            doc=f"ct.convert {stage_name} at {label} -> {Path(paths.converted).relative_to(out)}",
-            file_dep=[str(digest_path(paths.traced))],
-            targets=[paths.converted, paths.converted_report, str(digest_path(paths.converted))]),
-            out, "convert", run.step_slice("convert"))
-        if stage.compress:
-            yield _step(
-                run, "compress", "kokoro_build.targets.coreml.compress:compress_stage", False,
-                name=f"{label}.compress",
-                doc=f"compress {stage_name} at {label} -> {Path(paths.bucket).relative_to(out)}",
-                file_dep=[str(digest_path(paths.converted))] + ([paths.calibration] if paths.calibration else []),
-                targets=[paths.bucket, paths.report, str(digest_path(paths.bucket))])
         yield _step(
             run, "verify", "kokoro_build.verify.task:verify_artifact", True, name=f"{label}.verify",
             doc=f"run {Path(paths.package).relative_to(out)}{'' if run.function is None else ':' + label}"
@@ -215,6 +223,30 @@ def _stage_tasks(stage_name: str, stage: StageConfig, runs: list[StageRun], out:
                 targets=[paths.program_verified])
     if stage.packaging == "multifunction":
         yield _merge_task(stage_name, runs, out)
+
+
+def _build_tasks(stage_name: str, stage: StageConfig, run: StageRun, out: Path) -> Iterator[dict]:
+    """Trace, convert and (with `compress:`) compress one artifact."""
+    label, paths = run.point.label, run.paths
+    yield _cached(_step(
+        run, "export", "kokoro_build.targets.coreml.export:export_stage", True, isolated=True,
+        name=f"{label}.export", doc=f"surgery + trace {stage_name} at {label}",
+        file_dep=[str(digest_path(paths.weights))], targets=[paths.traced, str(digest_path(paths.traced))]),
+        out, "export", run.step_slice("export"))
+    yield _cached(_step(
+        run, "convert", "kokoro_build.targets.coreml.convert:convert_stage", False,
+        name=f"{label}.convert",
+        doc=f"ct.convert {stage_name} at {label} -> {Path(paths.converted).relative_to(out)}",
+        file_dep=[str(digest_path(paths.traced))],
+        targets=[paths.converted, paths.converted_report, str(digest_path(paths.converted))]),
+        out, "convert", run.step_slice("convert"))
+    if stage.compress:
+        yield _step(
+            run, "compress", "kokoro_build.targets.coreml.compress:compress_stage", False,
+            name=f"{label}.compress",
+            doc=f"compress {stage_name} at {label} -> {Path(paths.bucket).relative_to(out)}",
+            file_dep=[str(digest_path(paths.converted))] + ([paths.calibration] if paths.calibration else []),
+            targets=[paths.bucket, paths.report, str(digest_path(paths.bucket))])
 
 
 def _g2p_source_tasks(stage_name: str, stage: StageConfig, out: Path) -> Iterator[dict]:
@@ -246,9 +278,12 @@ def converted_stages(config: PipelineConfig, out: Path, calibration: Path | None
         if stage.kind == "g2p":
             continue
         runs = stage_runs(config, stage_name, out, calibration) if stage.builds_artifacts else []
+        # a materialized stage's one conversion serves each bucket (calibrate.py fixes its I/O)
+        source = source_run(config, stage_name, out, calibration) if stage.packaging == "materialized" else None
         stages[stage_name] = {"kind": stage.kind, "artifacts": [
             {"sizes": run.sizes, "package": run.paths.converted, "traced": run.paths.traced,
-             "report": run.paths.converted_report, "task": f"{stage_name}:{run.point.label}.convert"}
+             "report": (source or run).paths.converted_report,
+             "task": f"{stage_name}:{(source or run).point.label}.convert"}
             for run in runs]}
     return stages
 
@@ -286,6 +321,24 @@ def _merge_task(stage_name: str, runs: list[StageRun], out: Path) -> dict:
         file_dep=[str(digest_path(p)) for p in functions.values()],
         targets=[package, str(digest_path(package))],
         uptodate=[config_changed({"functions": list(functions), "default": default})])
+
+
+def _materialize_task(stage_name: str, source: StageRun, runs: list[StageRun], out: Path) -> dict:
+    """The stage's package from its one conversion: a fixed-shape function per bucket,
+    the largest bucket the default; and each function's report (its fixed I/O)."""
+    functions = {run.function: run.sizes for run in runs}
+    reports = {run.function: run.paths.report for run in runs}
+    package = runs[0].paths.package
+    plan = {"source": source.paths.bucket, "traced": source.paths.traced, "functions": functions,
+            "default": runs[-1].function, "reports": reports}
+    return _task(
+        "kokoro_build.targets.coreml.materialize:materialize_functions", [plan, package],
+        basename=stage_name, name="materialize",
+        doc=f"materialize {len(functions)} fixed-shape functions of {Path(source.paths.bucket).relative_to(out)} "
+            f"into {Path(package).relative_to(out)}",
+        file_dep=[str(digest_path(source.paths.bucket)), str(digest_path(source.paths.traced))],
+        targets=[*reports.values(), package, str(digest_path(package))],
+        uptodate=[config_changed({"functions": functions, "default": runs[-1].function})])
 
 
 def _cached(task: dict, out: Path, step: str, config_slice) -> dict:

@@ -253,8 +253,11 @@ class StageConfig(Strict):
     precision: Literal["fp16", "fp32"] | None = None
     compute_units: Literal[COMPUTE_UNITS] | None = None  # type: ignore[valid-type]
     # multifunction: the buckets become functions of one package, sharing weights
-    # (iOS18+; targets/coreml/multifunction.py)
-    packaging: Literal["separate", "multifunction"] = "separate"
+    # (iOS18+; targets/coreml/multifunction.py). Each bucket is traced and converted
+    # on its own, then merged. materialized: the same package from one trace and one
+    # conversion over the buckets' range, materialized into a fixed-shape function
+    # per bucket (one bucketed dimension; targets/coreml/materialize.py).
+    packaging: Literal["separate", "multifunction", "materialized"] = "separate"
     # weight compression after conversion (schema/compress_schema.py, targets/coreml/compress.py)
     compress: CompressConfig | None = None
     # g2p only: the lexicon, and the neural model for the words it lacks
@@ -313,13 +316,21 @@ class StageConfig(Strict):
         for field in ("lexicon", "neural"):
             if getattr(self, field) is not None and self.kind != "g2p":
                 raise ValueError(f"{field}: only g2p stages take it (this one is {self.kind})")
-        if self.packaging == "multifunction":
+        if self.merged:
             flexible = [dim for dim, spec in self.shapes.items() if spec.mode != "buckets"]
             if not self.builds_artifacts or not self.shapes or flexible:
-                raise ValueError("packaging: multifunction packs a stage's buckets as functions; "
+                raise ValueError(f"packaging: {self.packaging} packs a stage's buckets as functions; "
                                  "every dimension needs `buckets`" +
                                  (f" ({flexible[0]} is {self.shapes[flexible[0]].mode})" if flexible else ""))
+            if self.packaging == "materialized" and len(self.shapes) != 1:
+                raise ValueError("packaging: materialized takes one bucketed dimension (this stage has "
+                                 f"{', '.join(self.shapes)}); use multifunction")
         return self
+
+    @property
+    def merged(self) -> bool:
+        """The stage ships one package with a function per bucket."""
+        return self.packaging in ("multifunction", "materialized")
 
     @property
     def kind_options(self) -> dict:
@@ -491,8 +502,11 @@ class PipelineConfig(Strict):
             problem = stage.compress.target_problem(target.deployment) if stage.compress and target else None
             if problem:
                 raise ValueError(f"{name}: compress: {problem}")
-            if stage.packaging == "multifunction" and target and target.deployment not in MULTIFUNCTION:
-                raise ValueError(f"{name}: packaging: multifunction packages need deployment iOS18 or "
+            if stage.packaging == "materialized" and "executorch" in (stage.targets or info.data.get("targets", [])):
+                raise ValueError(f"{name}: packaging: materialized converts once for Core ML; ExecuTorch lowers "
+                                 "each bucket on its own: use packaging: multifunction with the executorch target")
+            if stage.merged and target and target.deployment not in MULTIFUNCTION:
+                raise ValueError(f"{name}: packaging: {stage.packaging} packages need deployment iOS18 or "
                                  f"macOS15 (Core ML loads functions from there on); this target is "
                                  f"{target.deployment}")
             for dim, spec in stage.shapes.items():

@@ -21,10 +21,12 @@ class Strict(BaseModel):
 
 class ShapePoint(Strict):
     """The sizes an artifact is traced at (for a flexible dimension: its largest size,
-    also its default), and the flexible dimensions with their mode."""
+    also its default), and the flexible dimensions with their mode. `buckets` is a
+    materialized stage's one conversion: a range over its buckets, traced padded and
+    masked, whose functions are then fixed at each bucket."""
 
     sizes: dict[str, int]
-    flexible: dict[str, dict] = {}  # dim -> {"range": [lo, hi]} | {"enumerated": [..]}
+    flexible: dict[str, dict] = {}  # dim -> {"range": [lo, hi]} | {"enumerated": [..]} | {"buckets": [..]}
 
     @property
     def label(self) -> str:
@@ -79,6 +81,12 @@ def report_path(package: str | Path) -> Path:
     """`<shape>.report.json` beside `<shape>.mlpackage`: what the conversion wrote."""
     path = Path(package)
     return path.with_name(path.name.removesuffix(".mlpackage") + ".report.json")
+
+
+def at_own_length(flexible: dict | None) -> bool:
+    """A range or enumerated artifact runs at the input's own length, with nothing to
+    pad or mask; a materialized stage's conversion (`buckets`) serves padded buckets."""
+    return any(mode in ("range", "enumerated") for flex in (flexible or {}).values() for mode in flex)
 
 
 _MODULE = ("kind", "sizes", "flexible", "passes", "voice", "options")

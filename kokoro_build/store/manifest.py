@@ -52,7 +52,7 @@ def write_manifest(plan: dict, out_path: str) -> None:
                         "placement": {key: verified["ane"]["placement"][key] for key in
                                       ("predicted", "device", "ane_flop_share", "segments")}},
             }
-            if entry.get("function"):  # packaging: multifunction; sha256/bytes are the whole package's
+            if entry.get("function"):  # multifunction or materialized; sha256/bytes are the whole package's
                 artifact["function"] = entry["function"]
             if "executorch" in entry:  # targets: [.., executorch]
                 artifact["executorch"] = _program_entry(entry["executorch"], root)
@@ -61,7 +61,7 @@ def write_manifest(plan: dict, out_path: str) -> None:
                  "packaging": stage.get("packaging", "separate"), "artifacts": artifacts}
         if "lexicon" in stage:  # a g2p stage: what a client needs beside its package
             entry.update(_g2p_entries(stage, root))
-        if stage.get("packaging") == "multifunction" and artifacts:
+        if stage.get("packaging") in ("multifunction", "materialized") and artifacts:
             merged = json.loads(digest_path(stage["artifacts"][0]["package"]).read_text())
             entry["package"] = {
                 "path": artifacts[0].package, "default_function": merged["default_function"],

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from kokoro_build.schema.manifest import RunnableManifest
+from kokoro_build.targets.coreml.export import specs_at_bucket
 from kokoro_build.store.package import file_sha256, write_json
 
 FORMAT = "kokoro-build-calibration/1"
@@ -40,9 +41,13 @@ def calibration_manifest(name: str, out_dir: Path, runtime: dict, stages: dict) 
         artifacts = []
         for entry in stage["artifacts"]:
             report = json.loads(Path(entry["report"]).read_text())
-            artifacts.append({"sizes": entry["sizes"], "flexible": report.get("flexible", {}),
+            flexible, inputs, outputs = report.get("flexible", {}), report["inputs"], report["outputs"]
+            if any("buckets" in flex for flex in flexible.values()):  # a materialized stage's conversion
+                inputs, outputs = (specs_at_bucket(io, flexible, entry["sizes"]) for io in (inputs, outputs))
+                flexible = {}  # run at each bucket, padded, as its functions will be
+            artifacts.append({"sizes": entry["sizes"], "flexible": flexible,
                               "package": rel(entry["package"]), "traced": rel(entry["traced"]),
-                              "inputs": report["inputs"], "outputs": report["outputs"]})
+                              "inputs": inputs, "outputs": outputs})
         manifest["stages"][stage_name] = {"kind": stage["kind"], "artifacts": artifacts}
     return RunnableManifest.model_validate(manifest)
 

@@ -10,16 +10,34 @@ from kokoro_build.store.package import atomic_path, write_digest
 
 def describe(specs_at, sizes: dict[str, int], flexible: dict[str, dict]) -> list[dict]:
     """Tensor specs at `sizes`, each annotated with how a flexible dimension moves it:
-    "range": [[lo, hi] per axis], or "enumerated": [shape, ...] (one per size)."""
+    "range": [[lo, hi] per axis], or "enumerated": [shape, ...] (one per size). A
+    materialized stage's `buckets` get both: the range its one conversion spans and
+    "buckets": [shape, ...], each function's fixed shape."""
     described = [spec.as_dict() for spec in specs_at(sizes)]
     for dim, flex in flexible.items():
         mode, values = next(iter(flex.items()))
-        at = [specs_at({**sizes, dim: v}) for v in (values if mode == "enumerated" else values[:2])]
+        at = [specs_at({**sizes, dim: v}) for v in (values if mode != "range" else values[:2])]
         for i, entry in enumerate(described):
             shapes = [list(variant[i].shape) for variant in at]
             if any(shape != shapes[0] for shape in shapes):
-                entry[mode] = shapes if mode == "enumerated" else [list(a) for a in zip(*shapes)]
+                if mode != "range":
+                    entry[mode] = shapes
+                if mode != "enumerated":
+                    entry["range"] = [[min(a), max(a)] for a in zip(*shapes)]
     return described
+
+
+def specs_at_bucket(described: list[dict], flexible: dict[str, dict], sizes: dict[str, int]) -> list[dict]:
+    """A materialized stage's described specs as one function (bucket `sizes`) has them:
+    fixed shapes, no range."""
+    specs = []
+    for entry in described:
+        shape = entry["shape"]
+        for dim, flex in flexible.items():
+            if "buckets" in flex and "buckets" in entry:
+                shape = entry["buckets"][flex["buckets"].index(sizes[dim])]
+        specs.append({"name": entry["name"], "shape": list(shape), "dtype": entry["dtype"]})
+    return specs
 
 
 def export_stage(run: StageRun) -> None:

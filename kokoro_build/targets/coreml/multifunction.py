@@ -21,13 +21,13 @@ def merge_functions(functions: dict[str, str], default: str, out_path: str) -> N
     """doit action: {function name: converted .mlpackage} -> one package at `out_path`
     (then its digest, last), with `default` as the default function."""
     start = time.time()
-    metadata = {name: _metadata(package) for name, package in functions.items()}
+    metadata = {name: package_metadata(package) for name, package in functions.items()}
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent, prefix=".merge-") as scratch:
         merged = Path(scratch) / "merged.mlpackage"
         save_functions(functions, default, merged)
         with atomic_path(out_path) as tmp:
-            _stamped_copy(merged, tmp, metadata, default)
+            stamped_copy(merged, tmp, metadata, default)
     digest = tree_digest(out_path)
     parts = sum(json.loads(digest_path(p).read_text())["bytes"] for p in functions.values())
     write_digest(out_path, digest, functions=list(functions), default_function=default,
@@ -49,20 +49,21 @@ def save_functions(functions: dict[str, str | Path], default: str, out: str | Pa
     ct.utils.save_multifunction(descriptor, str(out))
 
 
-def _metadata(package: str) -> dict[str, str]:
+def package_metadata(package: str) -> dict[str, str]:
     import coremltools as ct
     spec = ct.utils.load_spec(str(package))
     return {k: v for k, v in spec.description.metadata.userDefined.items() if k.startswith("kokoro_build.")}
 
 
-def _stamped_copy(package: Path, out: Path, metadata: dict[str, dict[str, str]], default: str) -> None:
+def stamped_copy(package: Path, out: Path, metadata: dict[str, dict[str, str]], default: str) -> None:
     """`package` saved again at `out` with the functions' provenance in its spec: the
     default function's keys as they were, plus `kokoro_build.functions` with every
-    function's."""
+    function's; `default` the default function."""
     import coremltools as ct
     from coremltools.models.utils import save_spec
 
     spec = ct.utils.load_spec(str(package))
+    spec.description.defaultFunctionName = default
     user = spec.description.metadata.userDefined
     user.update(metadata[default])
     user["kokoro_build.functions"] = json.dumps(metadata, sort_keys=True)

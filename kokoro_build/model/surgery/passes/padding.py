@@ -24,8 +24,8 @@ def frames_mask(valid_frames, bucket_frames: int, length: int):
     Built per frame, then repeated: in an fp16 program, an index ramp over the
     144,001 samples of a 30 s bucket would hold integers above 2048 (inexact) and
     65504 (inf). The MIL evaluator found exactly that in the 1200-frame vocoder.
-    Sizes are fixed per bucket, so they become constants (int()), not traced shape ops."""
-    length, bucket_frames = int(length), int(bucket_frames)
+    The sizes stay traced shape values (a fixed-shape conversion folds them into
+    constants), so one trace serves every bucket of a materialized stage."""
     rate = length // bucket_frames
     keep = (torch.arange(bucket_frames, dtype=valid_frames.dtype) < valid_frames).to(valid_frames.dtype)
     keep = (keep[:, None] * torch.ones(1, rate, dtype=keep.dtype)).reshape(-1)
@@ -38,7 +38,6 @@ def frames_mask(valid_frames, bucket_frames: int, length: int):
 def valid_fraction(valid_frames, bucket_frames: int, length: int):
     """The share of `length` that frames_mask keeps, without forming the count (a
     count of samples overflows fp16): valid * rate / length + extra / length."""
-    length, bucket_frames = int(length), int(bucket_frames)
     rate = length // bucket_frames
     extra = length - rate * bucket_frames
     return valid_frames * (rate / length) + extra / length

@@ -1,0 +1,85 @@
+"""`packaging: materialized` end to end on the small random-weight Kokoro: each stage is
+traced and converted once, its buckets become fixed-shape functions of one package,
+every function is verified against the one twin, and the chain runs them by bucket.
+The default pipeline.yaml ships every neural stage this way."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
+PIPELINE = f"""\
+version: 1
+name: tiny-mat
+model:
+  source: {{random_seed: 0, config: {TINY}}}
+  voices: [test_voice]
+target: {{deployment: iOS18}}
+# fp32: a whole fp16 vocoder fails its parity gate (README "Verification")
+defaults: {{precision: fp32}}
+stages:
+  duration:
+    kind: duration
+    packaging: materialized
+    shapes: {{tokens: {{buckets: [64, 512]}}}}
+    surgery: {{options: {{kokoro::unpack_lstm: {{masked: true}}, kokoro::albert_inputs: {{mask: additive}}}}}}
+  prosody: {{kind: prosody, shapes: {{frames: {{range: [1, 600]}}}}}}
+  vocoder: {{kind: vocoder, packaging: materialized, shapes: {{frames: {{buckets: [300, 600]}}}}}}
+verify: {{audio: {{min_pesq: null, max_mcd_db: null, min_mel_correlation: null}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("materialized")
+    config = tmp / "pipeline.yaml"
+    config.write_text(PIPELINE)
+    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ran = [line[3:] for line in result.stdout.splitlines() if line.startswith(".  ")]
+    return tmp / "artifacts" / "tiny-mat", ran
+
+
+@pytest.mark.slow
+def test_one_conversion_becomes_a_fixed_shape_function_per_bucket(built):
+    import coremltools as ct
+    variant, ran = built
+    assert [t for t in ran if t.startswith("vocoder:")] == [
+        "vocoder:frames_buckets.export", "vocoder:frames_buckets.convert", "vocoder:materialize",
+        "vocoder:frames_300.verify", "vocoder:frames_600.verify"]
+    manifest = json.loads((variant / "manifest.json").read_text())
+    assert all(a["verify"]["passed"] for s in manifest["stages"].values() for a in s["artifacts"])
+    for stage, functions in (("vocoder", ["frames_300", "frames_600"]), ("duration", ["tokens_64", "tokens_512"])):
+        entry = manifest["stages"][stage]
+        assert entry["packaging"] == "materialized" and list(entry["package"]["functions"]) == functions
+        assert all(not a["flexible"] for a in entry["artifacts"])
+        spec = ct.utils.load_spec(str(variant / stage / f"{stage}.mlpackage"))
+        # the range function is not shipped: only the fixed ones, the largest the default
+        assert [f.name for f in spec.description.functions] == functions
+        assert spec.description.defaultFunctionName == functions[-1]
+        for function in spec.description.functions:
+            for tensor in function.input:
+                assert tensor.type.multiArrayType.WhichOneof("ShapeFlexibility") is None, (function.name, tensor.name)
+    vocoder = manifest["stages"]["vocoder"]["package"]["functions"]
+    assert vocoder["frames_300"]["outputs"][0]["shape"] == [1, 300 * 16]
+    digest = json.loads((variant / "vocoder" / "vocoder.digest.json").read_text())
+    assert digest["bytes"] < 1.05 * digest["source_bytes"], "the functions share the range package's weights"
+
+
+@pytest.mark.slow
+def test_the_chain_runs_each_materialized_function_by_bucket(built):
+    from kokoro_build.runtime import Chain
+    from kokoro_build.verify.audio import mel_correlation
+    variant, _ = built
+    torch_chain, mil_chain = Chain(variant, backend="torch"), Chain(variant, backend="mil")
+    used = set()
+    for text in ("Hi.", "Hello there. " * 3):
+        reference = torch_chain.speak(text, voice="test_voice", seed=1)
+        spoken = mil_chain.speak(text, voice="test_voice", seed=1)
+        used |= {(c.buckets["duration"], c.buckets["vocoder"]) for c in spoken.chunks}
+        assert mel_correlation(reference.audio, spoken.audio) > 0.999
+    assert {v for _, v in used} == {300, 600} and {d for d, _ in used} == {64}, used
