@@ -55,11 +55,11 @@ def test_one_conversion_becomes_a_fixed_shape_function_per_bucket(built):
     assert all(a["verify"]["passed"] for s in manifest["stages"].values() for a in s["artifacts"])
     for stage, functions in (("vocoder", ["frames_300", "frames_600"]), ("duration", ["tokens_64", "tokens_512"])):
         entry = manifest["stages"][stage]
-        assert entry["packaging"] == "materialized" and list(entry["package"]["functions"]) == functions
+        assert entry["packaging"] == "materialized" and set(entry["package"]["functions"]) == set(functions)
         assert all(not a["flexible"] for a in entry["artifacts"])
         spec = ct.utils.load_spec(str(variant / stage / f"{stage}.mlpackage"))
         # the range function is not shipped: only the fixed ones, the largest the default
-        assert [f.name for f in spec.description.functions] == functions
+        assert sorted(f.name for f in spec.description.functions) == sorted(functions)
         assert spec.description.defaultFunctionName == functions[-1]
         for function in spec.description.functions:
             for tensor in function.input:
