@@ -32,8 +32,14 @@ def errors_for(tmp_path, text: str) -> str:
 
 def test_default_pipeline_is_valid():
     config = load_config(ROOT / "pipeline.yaml")
-    assert config.stages["vocoder"].shapes["frames"].sizes == [120, 200, 400, 1200]
-    assert config.stage_precision("vocoder") == "fp16"
+    assert config.target.deployment == "iOS18"
+    neural = ("duration", "prosody", "noise", "vocoder", "tail")
+    # fixed shapes, one package per stage, the weights compressed (README "The default")
+    assert all(config.stages[s].packaging == "materialized" for s in neural)
+    assert all(spec.mode == "buckets" for s in neural for spec in config.stages[s].shapes.values())
+    assert all(config.stages[s].compress for s in ("duration", "prosody", "vocoder"))
+    assert config.stage_precision("vocoder") == "fp16" and config.stage_precision("noise") == "fp32"
+    assert load_config(ROOT / "recipes" / "ios17.yaml").stages["vocoder"].shapes["frames"].sizes == [120, 200, 400, 1200]
     audio = config.verify.audio  # timing and sound apart (pipeline.yaml's comment)
     assert (audio.max_duration_changed_share, audio.min_teacher_forced_pesq, audio.max_mcd_dtw_db) == (0.02, 4.0, 1.5)
     assert audio.min_pesq is None and audio.max_mcd_db is None and audio.min_mel_correlation is None

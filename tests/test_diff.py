@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_config_diff_is_per_stage_and_one_row_per_new_block():
-    a = load_config(ROOT / "pipeline.yaml").model_dump(mode="json")
+    a = load_config(ROOT / "recipes" / "ios17.yaml").model_dump(mode="json")
     b = load_config(ROOT / "recipes" / "pal6.yaml").model_dump(mode="json")
     sections = config_diff(a, b)
     assert ("compress", "—", {"palettize": {"nbits": 6, "mode": "kmeans", "granularity": "per_tensor"},

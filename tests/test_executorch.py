@@ -37,12 +37,12 @@ def test_the_recipe_adds_a_program_and_its_check_beside_each_package():
 
 
 def test_the_default_pipeline_builds_no_program():
-    assert not any(".pte" in name for name in _tasks(ROOT / "pipeline.yaml"))
+    assert not any(".pte" in name for name in _tasks(ROOT / "recipes" / "ios17.yaml"))
 
 
 def _errors(tmp_path, extra: str) -> str:
     path = tmp_path / "p.yaml"
-    path.write_text(f"extends: {ROOT / 'pipeline.yaml'}\nname: t\n{extra}")
+    path.write_text(f"extends: {ROOT / 'recipes' / 'ios17.yaml'}\nname: t\n{extra}")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     return str(info.value)
@@ -60,7 +60,7 @@ def test_targets_are_checked_with_file_line_and_field(tmp_path):
 
 def test_a_stage_can_take_executorch_alone_and_thresholds_come_from_verify(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text(f"extends: {ROOT / 'pipeline.yaml'}\nname: t\nstages:\n"
+    path.write_text(f"extends: {ROOT / 'recipes' / 'ios17.yaml'}\nname: t\nstages:\n"
                     "  vocoder: {targets: [coreml, executorch], executorch: {export: strict}}\n"
                     "verify: {executorch: {min_psnr_db: 50, outputs: {vocoder.features: 40, f0: 60}}}\n")
     config = load_config(path)

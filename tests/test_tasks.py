@@ -28,7 +28,7 @@ def tasks_by_name(config_path):
 
 
 def test_default_graph_has_one_export_convert_and_verify_per_bucket():
-    names = set(tasks_by_name(ROOT / "pipeline.yaml"))
+    names = set(tasks_by_name(ROOT / "recipes" / "ios17.yaml"))
     stages = ("prosody", "noise", "vocoder", "tail")
     expected = {"weights", "runtime", "duration", *stages, "manifest", "report"}
     for frames in (120, 200, 400, 1200):
@@ -42,11 +42,11 @@ def test_default_graph_has_one_export_convert_and_verify_per_bucket():
 
 
 def test_g2p_stage_builds_from_its_own_checkpoint_and_the_lexicon(tmp_path):
-    tasks = tasks_by_name(ROOT / "pipeline.yaml")
+    tasks = tasks_by_name(ROOT / "recipes" / "ios17.yaml")
     checkpoint, lexicon = tasks["g2p:checkpoint"], tasks["g2p:lexicon"]
     assert any(p.endswith("g2p_en/checkpoint20.npz") for p in checkpoint["file_dep"])
     assert {Path(p).name for p in lexicon["file_dep"]} >= {"us_gold.json", "us_silver.json", "lexicon.py"}
-    assert lexicon["targets"][0].endswith("default/g2p/lexicon.tsv")
+    assert lexicon["targets"][0].endswith("ios17/g2p/lexicon.tsv")
     export = tasks["g2p:chars_range.export"]
     assert any(p.endswith("weights/g2p_en.digest.json") for p in export["file_dep"])
     assert not any(p.endswith("weights/kokoro.digest.json") for p in export["file_dep"])
@@ -59,14 +59,14 @@ def test_g2p_stage_builds_from_its_own_checkpoint_and_the_lexicon(tmp_path):
     assert any(p.endswith("g2p/lexicon.digest.json") for p in manifest["file_dep"])
     # another dialect rebuilds the lexicon only
     gb = tmp_path / "pipeline.yaml"
-    gb.write_text((ROOT / "pipeline.yaml").read_text().replace("dialect: us", "dialect: gb"))
+    gb.write_text((ROOT / "recipes" / "ios17.yaml").read_text().replace("dialect: us", "dialect: gb"))
     changed = tasks_by_name(gb)
     assert changed["g2p:lexicon"]["uptodate"][0].config != lexicon["uptodate"][0].config
     assert changed["g2p:chars_range.export"]["uptodate"][0].config == export["uptodate"][0].config
 
 
 def test_verify_tasks_gate_by_precision_and_output(tmp_path):
-    text = (ROOT / "pipeline.yaml").read_text().replace(
+    text = (ROOT / "recipes" / "ios17.yaml").read_text().replace(
         "  parity: {min_psnr_db: 35}\n",
         "  parity: {min_psnr_db: 40, fp16_min_psnr_db: 28, outputs: {f0: 25, tail.audio: 50}}\n")
     config = tmp_path / "p.yaml"
@@ -83,7 +83,7 @@ def test_verify_tasks_gate_by_precision_and_output(tmp_path):
 
 
 def test_config_slices_are_per_bucket(tmp_path):
-    text = (ROOT / "pipeline.yaml").read_text()
+    text = (ROOT / "recipes" / "ios17.yaml").read_text()
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text(text)
     b.write_text(text.replace("[120, 200, 400, 1200]", "[120, 240, 400, 1200]"))
@@ -98,7 +98,7 @@ def test_config_slices_are_per_bucket(tmp_path):
 
 
 def test_every_step_depends_on_its_code_and_upstream_digest():
-    tasks = tasks_by_name(ROOT / "pipeline.yaml")
+    tasks = tasks_by_name(ROOT / "recipes" / "ios17.yaml")
     export, convert = tasks["vocoder:frames_120.export"], tasks["vocoder:frames_120.convert"]
     assert any(p.endswith("weights/kokoro.digest.json") for p in export["file_dep"])
     assert any(p.endswith("model/surgery/passes/stft.py") for p in export["file_dep"])
@@ -108,7 +108,7 @@ def test_every_step_depends_on_its_code_and_upstream_digest():
 
 
 def test_multifunction_converts_each_bucket_then_merges_them(tmp_path):
-    text = (ROOT / "pipeline.yaml").read_text().replace("deployment: iOS17", "deployment: iOS18").replace(
+    text = (ROOT / "recipes" / "ios17.yaml").read_text().replace("deployment: iOS17", "deployment: iOS18").replace(
         "    islands: [noise, tail]\n", "    islands: [noise, tail]\n    packaging: multifunction\n")
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text(text)
@@ -123,7 +123,7 @@ def test_multifunction_converts_each_bucket_then_merges_them(tmp_path):
     verify = ta["vocoder:frames_200.verify"]
     assert any(dep.endswith("vocoder/vocoder.digest.json") for dep in verify["file_dep"])
     assert run_of(verify).function == "frames_200"  # the function it runs
-    stage_dir = tmp_path / "artifacts" / "default" / "vocoder"
+    stage_dir = tmp_path / "artifacts" / "ios17" / "vocoder"
     assert verify["targets"] == [str(stage_dir / "frames_200.verify.json"), str(stage_dir / "frames_200.golden.npz")]
     # one bucket changed: the other buckets' conversions keep their slices; the merge's changes
     slice_of = lambda task: task["uptodate"][0].config  # noqa: E731
@@ -144,7 +144,7 @@ def test_the_kind_table_knows_exactly_the_registered_stage_kinds():
 
 
 def test_stage_surgery_reaches_the_export_task(tmp_path):
-    text = (ROOT / "pipeline.yaml").read_text().replace(
+    text = (ROOT / "recipes" / "ios17.yaml").read_text().replace(
         "surgery: {preset: coreml-default}", "surgery: {remove: [kokoro::constant_rsqrt]}")
     config = tmp_path / "p.yaml"
     config.write_text(text)
@@ -170,7 +170,7 @@ def test_dodo_imports_no_heavy_library():
 
 
 def test_alignment_where_host_builds_nothing_and_graph_builds_buckets(tmp_path):
-    text = (ROOT / "pipeline.yaml").read_text().replace("stages:\n", "stages:\n  align: {kind: alignment, where: host}\n")
+    text = (ROOT / "recipes" / "ios17.yaml").read_text().replace("stages:\n", "stages:\n  align: {kind: alignment, where: host}\n")
     host = tmp_path / "host.yaml"
     host.write_text(text)
     names = set(tasks_by_name(host))
@@ -196,16 +196,16 @@ def test_recipes_validate_and_build_beside_the_default_variant(recipe):
 def test_compress_runs_between_convert_and_verify_and_watches_only_its_block(tmp_path):
     def pipeline(bits):
         path = tmp_path / f"pal{bits}.yaml"
-        path.write_text((ROOT / "pipeline.yaml").read_text().replace(
+        path.write_text((ROOT / "recipes" / "ios17.yaml").read_text().replace(
             "    surgery: {preset: coreml-default}\n",
             f"    surgery: {{preset: coreml-default}}\n    compress: {{palettize: {{nbits: {bits}}}}}\n"))
         return tasks_by_name(path)
     six, four = pipeline(6), pipeline(4)
     convert, compress, verify = (six[f"vocoder:frames_120.{s}"] for s in ("convert", "compress", "verify"))
     assert convert["targets"][0].endswith("_work/vocoder/converted/frames_120.mlpackage")
-    assert compress["targets"][0].endswith("default/vocoder/frames_120.mlpackage")
+    assert compress["targets"][0].endswith("ios17/vocoder/frames_120.mlpackage")
     assert any(p.endswith("_work/vocoder/converted/frames_120.digest.json") for p in compress["file_dep"])
-    assert any(p.endswith("default/vocoder/frames_120.digest.json") for p in verify["file_dep"])
+    assert any(p.endswith("ios17/vocoder/frames_120.digest.json") for p in verify["file_dep"])
     assert "prosody:frames_120.compress" not in six  # only the stage that asks
     for name in ("vocoder:frames_120.export", "vocoder:frames_120.convert"):
         assert six[name]["uptodate"][0].config == four[name]["uptodate"][0].config
@@ -256,14 +256,8 @@ def test_w8a8_calibrates_on_every_converted_package_before_compressing(tmp_path)
     assert "calibration" not in tasks_by_name(ROOT / "recipes" / "w8.yaml")
 
 
-def test_materialized_traces_and_converts_a_stage_once_and_materializes_its_buckets(tmp_path):
-    text = (ROOT / "pipeline.yaml").read_text().replace("deployment: iOS17", "deployment: iOS18")
-    text = text.replace("    islands: [noise, tail]\n", "    islands: [noise, tail]\n    packaging: materialized\n"
-                        "    compress: {palettize: {nbits: 6}}\n")
-    text = text.replace("[120, 200, 400, 1200]", "[112, 280, 728, 864]")
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(text)
-    tasks = tasks_by_name(path)
+def test_the_default_traces_and_converts_each_stage_once_and_materializes_its_buckets():
+    tasks = tasks_by_name(ROOT / "pipeline.yaml")
     vocoder = {name for name in tasks if name.startswith("vocoder:")}
     assert vocoder == {"vocoder:frames_buckets.export", "vocoder:frames_buckets.convert",
                        "vocoder:frames_buckets.compress", "vocoder:materialize",
@@ -282,7 +276,7 @@ def test_materialized_traces_and_converts_a_stage_once_and_materializes_its_buck
     assert any(dep.endswith("vocoder/vocoder.digest.json") for dep in verify["file_dep"])
     # calibration and tune run the range conversion at each bucket
     from kokoro_build.plan.tasks import converted_stages
-    config = load_config(path)
+    config = load_config(ROOT / "pipeline.yaml")
     entries = converted_stages(config, Path("/x/artifacts/default"))["vocoder"]["artifacts"]
     assert [e["sizes"] for e in entries] == [{"frames": f} for f in (112, 280, 728, 864)]
     assert {e["package"] for e in entries} == {"/x/artifacts/default/_work/vocoder/converted/frames_buckets.mlpackage"}

@@ -52,14 +52,14 @@ def voice_pack():
 
 @pytest.fixture(scope="session")
 def real_default(tmp_path_factory):
-    """The default pipeline.yaml built by doit on the real weights, with the frame
+    """recipes/ios17.yaml (the default before iOS 18) built by doit on the real weights, with the frame
     buckets REAL_BUCKETS; its variant folder. Read-only: shared by test_real_build and
     test_chain_parity (one build instead of two, issue: make test <= 30 minutes)."""
     tmp = tmp_path_factory.mktemp("real")
-    text = (ROOT / "pipeline.yaml").read_text()
-    assert "[120, 200, 400, 1200]" in text, "pipeline.yaml's frame buckets changed: update REAL_BUCKETS"
+    text = (ROOT / "recipes" / "ios17.yaml").read_text()
+    assert "[120, 200, 400, 1200]" in text, "ios17.yaml's frame buckets changed: update REAL_BUCKETS"
     config = tmp / "pipeline.yaml"
-    config.write_text(text.replace("[120, 200, 400, 1200]", REAL_BUCKETS).replace("name: default", "name: real"))
+    config.write_text(text.replace("[120, 200, 400, 1200]", REAL_BUCKETS).replace("name: ios17", "name: real"))
     result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

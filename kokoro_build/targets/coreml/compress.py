@@ -160,6 +160,7 @@ def compress_stage(run: StageRun) -> None:
         if calibration is None:
             raise ValueError(f"compress {label}: activations: no calibration file given")
         ranges, program = load_ranges(*calibration), load_program(converted_path)
+    _check_op_names(config, converted_path, label)
     mlmodel = compress_model(ct.models.MLModel(converted_path, skip_model_load=True), config, ranges, program)
     with atomic_path(out_path) as tmp:
         mlmodel.save(str(tmp))
@@ -177,3 +178,22 @@ def compress_stage(run: StageRun) -> None:
     write_digest(out_path, digest, kind=report["kind"], sizes=report["sizes"], report=Path(report_path).name)
     print(f"compress {label}: {report['uncompressed_bytes'] / 1e6:.1f} -> {digest['bytes'] / 1e6:.1f} MB "
           f"in {time.time() - start:.0f} s", flush=True)
+
+
+def _check_op_names(config: CompressConfig, package: str, label: str) -> None:
+    """Every `op_names` key must name an op of the package (a weight's const, as tune
+    writes them, or the op reading it): coremltools ignores a name it doesn't find, so
+    a setting whose op was renamed (a surgery pass or a coremltools update renumbers
+    ops) would silently fall back to the global one."""
+    if not config.op_names:
+        return
+    from kokoro_build.verify.mil_eval import _walk, load_program
+
+    program = load_program(package)
+    names = {op.name for function in program.functions.values() for op in _walk(function)}
+    unknown = sorted(set(config.op_names) - names)
+    if unknown:
+        raise ValueError(f"compress {label}: op_names: {', '.join(unknown[:5])}"
+                         f"{f' and {len(unknown) - 5} more' if len(unknown) > 5 else ''} "
+                         f"{'is not an op' if len(unknown) == 1 else 'are not ops'} of "
+                         f"{Path(package).name} (renamed by a change to the graph? re-run kokoro-build tune)")

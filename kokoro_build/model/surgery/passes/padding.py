@@ -24,23 +24,38 @@ def frames_mask(valid_frames, bucket_frames: int, length: int):
     Built per frame, then repeated: in an fp16 program, an index ramp over the
     144,001 samples of a 30 s bucket would hold integers above 2048 (inexact) and
     65504 (inf). The MIL evaluator found exactly that in the 1200-frame vocoder.
-    The sizes stay traced shape values (a fixed-shape conversion folds them into
-    constants), so one trace serves every bucket of a materialized stage."""
-    rate = length // bucket_frames
+    The bucket stays a traced shape value (a fixed-shape conversion folds it into a
+    constant), so one trace serves every bucket of a materialized stage; the rate and
+    the extra samples are the same in every bucket of a site, so they are constants.
+    (Traced, a sample count went through fp16 in an fp16 program: 13,441 samples came
+    out as 13,440, and the extra sample was lost.)"""
+    rate, extra = _rate_and_extra(length, bucket_frames)
     keep = (torch.arange(bucket_frames, dtype=valid_frames.dtype) < valid_frames).to(valid_frames.dtype)
     keep = (keep[:, None] * torch.ones(1, rate, dtype=keep.dtype)).reshape(-1)
-    extra = length - rate * bucket_frames
     if extra:
         keep = torch.cat([torch.ones(extra, dtype=keep.dtype), keep])
     return keep > 0.5
 
 
+def _rate_and_extra(length, bucket_frames) -> tuple[int, int]:
+    """Samples per frame, and the samples past a whole number of frames (an STFT's + 1),
+    as Python ints: what a site's length is made of, whatever the bucket."""
+    import warnings
+    with warnings.catch_warnings():  # int() of a traced size: the result is bucket-independent
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        length, bucket_frames = int(length), int(bucket_frames)
+    rate = length // bucket_frames
+    return rate, length - rate * bucket_frames
+
+
 def valid_fraction(valid_frames, bucket_frames: int, length: int):
     """The share of `length` that frames_mask keeps, without forming the count (a
-    count of samples overflows fp16): valid * rate / length + extra / length."""
-    rate = length // bucket_frames
-    extra = length - rate * bucket_frames
-    return valid_frames * (rate / length) + extra / length
+    count of samples overflows fp16): (valid * rate + extra) / length, as
+    (valid + e) / (bucket + e) with e = extra / rate, so that only the bucket (at most
+    a few thousand frames, exact in fp16) is a traced size."""
+    rate, extra = _rate_and_extra(length, bucket_frames)
+    share = extra / rate
+    return (valid_frames + share) / (bucket_frames + share)
 
 
 def valid_mask(site, length: int):
