@@ -3,33 +3,24 @@ traced and converted once, its buckets become fixed-shape functions of one packa
 every function is verified against the one twin, and the chain runs them by bucket.
 The default pipeline.yaml ships every neural stage this way."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "tests" / "fixtures" / "tiny-kokoro.json"
-PIPELINE = f"""\
-version: 1
-name: tiny-mat
-model:
-  source: {{random_seed: 0, config: {TINY}}}
-  voices: [test_voice]
-target: {{deployment: iOS18}}
+from tests.slow.tiny import NO_SPEECH_GATES, UP_TO_MANIFEST, header, run_doit
+
 # fp32: a whole fp16 vocoder fails its parity gate (README "Verification")
-defaults: {{precision: fp32}}
+PIPELINE = header("tiny-mat") + """\
+target: {deployment: iOS18}
+defaults: {precision: fp32}
 stages:
   duration:
     kind: duration
     packaging: materialized
-    shapes: {{tokens: {{buckets: [64, 512]}}}}
-    surgery: {{options: {{kokoro::unpack_lstm: {{masked: true}}, kokoro::albert_inputs: {{mask: additive}}}}}}
-  prosody: {{kind: prosody, shapes: {{frames: {{range: [1, 600]}}}}}}
-  vocoder: {{kind: vocoder, packaging: materialized, shapes: {{frames: {{buckets: [300, 600]}}}}}}
-verify: {{audio: {{min_pesq: null, max_mcd_db: null, min_mel_correlation: null}}}}
-"""
+    shapes: {tokens: {buckets: [64, 512]}}
+    surgery: {options: {kokoro::unpack_lstm: {masked: true}, kokoro::albert_inputs: {mask: additive}}}
+  prosody: {kind: prosody, shapes: {frames: {range: [1, 600]}}}
+  vocoder: {kind: vocoder, packaging: materialized, shapes: {frames: {buckets: [300, 600]}}}
+""" + NO_SPEECH_GATES
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +28,8 @@ def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("materialized")
     config = tmp / "pipeline.yaml"
     config.write_text(PIPELINE)
-    result = subprocess.run([sys.executable, "-m", "doit", "-f", str(ROOT / "dodo.py"), f"config={config}"],
-                            cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    ran = [line[3:] for line in result.stdout.splitlines() if line.startswith(".  ")]
+    log = run_doit(config, *UP_TO_MANIFEST)
+    ran = [line[3:] for line in log.splitlines() if line.startswith(".  ")]
     return tmp / "artifacts" / "tiny-mat", ran
 
 
