@@ -37,9 +37,9 @@ def built(tmp_path_factory):
 def test_one_conversion_becomes_a_fixed_shape_function_per_bucket(built):
     import coremltools as ct
     variant, ran = built
-    assert [t for t in ran if t.startswith("vocoder:")] == [
-        "vocoder:frames_buckets.export", "vocoder:frames_buckets.convert", "vocoder:materialize",
-        "vocoder:frames_300.verify", "vocoder:frames_600.verify"]
+    vocoder = [t for t in ran if t.startswith("vocoder:")]
+    assert vocoder[:3] == ["vocoder:frames_buckets.export", "vocoder:frames_buckets.convert", "vocoder:materialize"]
+    assert sorted(vocoder[3:]) == ["vocoder:frames_300.verify", "vocoder:frames_600.verify"]
     manifest = json.loads((variant / "manifest.json").read_text())
     assert all(a["verify"]["passed"] for s in manifest["stages"].values() for a in s["artifacts"])
     for stage, functions in (("vocoder", ["frames_300", "frames_600"]), ("duration", ["tokens_64", "tokens_512"])):
