@@ -193,11 +193,12 @@ def _stage_tasks(stage_name: str, stage: StageConfig, runs: list[StageRun], out:
     yield {"basename": stage_name, "name": None, "doc": f"build every shape of stage {stage_name}"}
     if stage.kind == "g2p":
         yield from _g2p_source_tasks(stage_name, stage, out)
-    for run in [source] if source else runs:
-        yield from _build_tasks(stage_name, stage, run, out)
     if source:
+        yield from _build_tasks(stage_name, stage, source, out)
         yield _materialize_task(stage_name, source, runs, out)
-    for run in runs:
+    for run in runs:  # (doit runs tasks in this order: each bucket's build, then its check)
+        if not source:
+            yield from _build_tasks(stage_name, stage, run, out)
         label, paths = run.point.label, run.paths
         weights_digest = str(digest_path(paths.weights))
         yield _step(
