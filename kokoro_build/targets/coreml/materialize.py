@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from kokoro_build.schema.run import report_path
 from kokoro_build.store.package import atomic_path, digest_path, tree_digest, write_digest, write_json
 from kokoro_build.store.reproducible import reset_mil_names
 from kokoro_build.targets.coreml.export import specs_at_bucket
@@ -28,8 +29,7 @@ def materialize_functions(plan: dict, out_path: str) -> None:
     sizes}, default, reports: {name: path}}. Writes each function's report, then the
     package, then its digest (last)."""
     start = time.time()
-    source_report = json.loads(Path(plan["source"]).with_name(
-        Path(plan["source"]).name.removesuffix(".mlpackage") + ".report.json").read_text())
+    source_report = json.loads(report_path(plan["source"]).read_text())
     export_info = json.loads(digest_path(plan["traced"]).read_text())
     flexible = export_info["flexible"]
     shapes = {}
