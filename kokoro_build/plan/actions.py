@@ -14,7 +14,7 @@ from kokoro_build.store.package import write_error
 
 def action(target: str, cache: dict | None = None, isolated: bool = False):
     """A doit python-action running `target` ("pkg.module:function").
-    `cache` ({root, step, slice, inputs, targets}): through store/cache.run_cached;
+    `cache` ({root, step, slice, inputs, targets, remote?}): through store/cache.run_cached;
     `isolated`: in a fresh child process (store/isolated.py: traces must not see each
     other). A failed write (full disk, read-only) or a BuildError (bad input) is a
     one-paragraph failure, not a traceback."""
@@ -38,7 +38,7 @@ def action(target: str, cache: dict | None = None, isolated: bool = False):
                 return
             from kokoro_build.store.cache import run_cached
             run_cached(cache["root"], cache["step"], cache["slice"], cache["inputs"], cache["targets"],
-                       lambda: step(*args))
+                       lambda: step(*args), remote=cache.get("remote"))
         except BuildError as error:
             return TaskFailed(str(error))
         except Exception as error:
@@ -49,6 +49,7 @@ def action(target: str, cache: dict | None = None, isolated: bool = False):
     run.__name__ = func_name
     run.__module_target__ = target
     run.__isolated__ = isolated
+    run.__cache__ = cache
     return run
 
 

@@ -65,10 +65,23 @@ def step_code(target: str, kind: str | None = None) -> tuple[str, ...]:
 def generate_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator[dict]:
     """Every task; one whose targets include a digest is also stale when an output no
     longer matches that digest (edited, truncated, deleted: package.outputs_intact)."""
+    remote = config.cache.model_dump(mode="json") if config.cache else None
     for task in _pipeline_tasks(config, config_path):
         if any(str(t).endswith(DIGEST_SUFFIX) for t in task.get("targets", [])):
             task = {**task, "uptodate": [*task.get("uptodate", []), outputs_intact]}
+        if remote:
+            task = _with_remote_cache(task, remote)
         yield task
+
+
+def _with_remote_cache(task: dict, remote: dict) -> dict:
+    """A cached step's task reading and writing the remote cache too (store/remote.py).
+    Not part of any config slice: where the cache is never changes what a step makes."""
+    if not task.get("actions") or not getattr(task["actions"][0][0], "__cache__", None):
+        return task
+    (run, args), *rest = task["actions"]
+    cached = action(run.__module_target__, {**run.__cache__, "remote": remote}, run.__isolated__)
+    return {**task, "actions": [(cached, args), *rest]}
 
 
 def _task(target: str, args: list, *, kind: str | None = None, file_dep: list[str] = (), **task) -> dict:
@@ -112,7 +125,9 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
     if calibration is not None:
         yield _calibration_task(config, out, calibration)
     manifest = out / "manifest.json"
-    config_dump = config.model_dump(mode="json")
+    # where the step cache lives changes no artifact: two machines with different caches
+    # make the same manifest (and release)
+    config_dump = config.model_dump(mode="json", exclude={"cache"})
     artifacts = [a for s in manifest_stages.values() for a in s["artifacts"]]
     packages = sorted({a["package"] for a in artifacts})
     programs = [a["executorch"] for a in artifacts if "executorch" in a]

@@ -408,6 +408,36 @@ class AudioConfig(Strict):
     enforce: bool = True
 
 
+class CacheConfig(Strict):
+    """A remote step cache behind the local `artifacts/.cache/` (store/remote.py): the
+    same keys, so machines that share it skip each other's weights, traces and
+    conversions. Credentials come from the usual AWS environment and config, never
+    from this file."""
+
+    url: str                        # s3://bucket/prefix, or file:///folder (a mounted share)
+    endpoint_url: str | None = None  # an S3-compatible server (MinIO, Ceph, moto): http(s)://host:port
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme not in ("s3", "file") or not rest.strip("/"):
+            raise ValueError(f"{url!r}: give s3://bucket/prefix or file:///folder")
+        if "@" in rest.split("/", 1)[0]:
+            raise ValueError("put no credentials in the URL (it is recorded in reports): use the "
+                             "AWS environment (AWS_ACCESS_KEY_ID, AWS_PROFILE) or ~/.aws/")
+        return url.rstrip("/")
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r}: give http(s)://host:port")
+        if url is not None and "@" in url:
+            raise ValueError("put no credentials in the endpoint URL: use the AWS environment or ~/.aws/")
+        return url
+
+
 class CalibrationConfig(Strict):
     """W8A8's calibration set: the first `count` texts, spoken with `voice` through the
     chain of converted (not yet compressed) packages in the MIL evaluator, which
@@ -481,6 +511,7 @@ class PipelineConfig(Strict):
     stages: dict[str, StageConfig] = Field(min_length=1)
     calibration: CalibrationConfig | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    cache: CacheConfig | None = None  # a remote step cache; no part of what is built
 
     @field_validator("targets")
     @classmethod

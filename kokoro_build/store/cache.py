@@ -91,13 +91,24 @@ def store(entry: Path, targets: list[Path]) -> None:
 
 
 def run_cached(root: str, step: str, config_slice, inputs: list[str], targets: list[str],
-               build: Callable[[], None]) -> None:
-    """Run `build` unless the cache holds its outputs for these inputs."""
+               build: Callable[[], None], remote: dict | None = None) -> None:
+    """Run `build` unless the cache holds its outputs for these inputs. `remote`
+    ({url, endpoint_url}): a remote cache behind the local one (store/remote.py),
+    read on a local miss and written after a build."""
     key = step_key(step, config_slice, inputs)
     entry = Path(root) / step / key
     paths = [Path(t) for t in targets]
+    names = ", ".join(p.name for p in paths)
     if restore(entry, paths):
-        print(f"cache hit: {step} {key[:12]} -> {', '.join(p.name for p in paths)}", flush=True)
+        print(f"cache hit: {step} {key[:12]} -> {names}", flush=True)
+        return
+    from kokoro_build.store.remote import RemoteCache
+    remote_cache = RemoteCache(**remote) if remote else None
+    if remote_cache and remote_cache.fetch(step, key, entry) and restore(entry, paths):
+        print(f"cache hit (remote): {step} {key[:12]} -> {names}", flush=True)
         return
     build()
     store(entry, paths)
+    if remote_cache:
+        remote_cache.upload(step, key, entry)
+        print(f"cache upload: {step} {key[:12]} -> {remote_cache.url}", flush=True)

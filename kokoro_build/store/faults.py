@@ -4,6 +4,8 @@ named point, so a test can prove what a real SIGKILL or full disk leaves behind.
 Inert unless KOKORO_BUILD_FAULT is set, to `<point>:<glob>[:<effect>]`:
   point   write    an artifact's temporary is complete but not yet renamed into place
           publish  the artifact was just renamed into place (its digest may not be)
+          upload   a remote cache object is uploaded under its temporary key, not yet
+                   moved to its final key (store/remote.py)
   glob    matched against the artifact's path (fnmatch; `*` crosses folders)
   effect  kill     SIGKILL the process group (default): the build stops dead there
           enospc   raise OSError(ENOSPC), as a full disk would

@@ -1,0 +1,111 @@
+"""The remote step cache (store/remote.py) against a real S3 server on loopback (moto):
+a second machine's miss is a remote hit; a corrupt or truncated object is a miss and
+rebuilt; a killed upload leaves no final key; a stopped server is a clear error."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from kokoro_build.errors import BuildError
+from kokoro_build.store.cache import run_cached
+from tests.scale.s3_server import BUCKET, final_keys, s3_server
+from tests.test_cache import make_step
+
+URL = f"s3://{BUCKET}/steps"
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    with s3_server(monkeypatch) as server:
+        yield server
+
+
+def build(machine, calls, remote, content="traced"):
+    """One cached step on `machine` (its own local cache and outputs)."""
+    target = machine / "out" / "stage.traced.pt"
+    run_cached(str(machine / "cache"), "export", {"sizes": 120}, [],
+               [str(target), str(machine / "out" / "stage.digest.json")],
+               make_step(calls, content)(target), remote=remote)
+    return target
+
+
+def test_a_second_machine_takes_the_step_from_the_remote_cache(tmp_path, s3, capsys):
+    endpoint, client, _ = s3
+    remote = {"url": URL, "endpoint_url": endpoint}
+    calls = []
+    build(tmp_path / "ci", calls, remote)
+    keys = final_keys(client)
+    assert len(keys) == 1 and keys[0].startswith("steps/export/") and keys[0].endswith(".tar")
+    laptop = build(tmp_path / "laptop", calls, remote)
+    assert len(calls) == 1 and laptop.read_text() == "traced"
+    assert "cache hit (remote): export" in capsys.readouterr().out
+    # the laptop's local cache now holds it: a third build reads neither the server nor the step
+    (tmp_path / "laptop" / "out" / "stage.traced.pt").unlink()
+    build(tmp_path / "laptop", calls, {"url": URL, "endpoint_url": "http://127.0.0.1:9"})
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage"])
+def test_a_corrupt_remote_object_is_a_miss_and_is_rebuilt(tmp_path, s3, capsys, damage):
+    endpoint, client, _ = s3
+    remote = {"url": URL, "endpoint_url": endpoint}
+    calls = []
+    build(tmp_path / "ci", calls, remote)
+    key = final_keys(client)[0]
+    blob = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    at = blob.index(b"traced")  # the output's bytes inside the tar
+    damaged = {"flip": blob[:at] + b"TRACED" + blob[at + 6:], "truncate": blob[: len(blob) // 3],
+               "garbage": b"not a tar"}[damage]
+    client.put_object(Bucket=BUCKET, Key=key, Body=damaged)
+    laptop = build(tmp_path / "laptop", calls, remote)
+    assert len(calls) == 2 and laptop.read_text() == "traced"  # rebuilt, not the bad bytes
+    assert "is unusable" in capsys.readouterr().err
+    # the rebuild's upload replaced the bad object: the next machine hits
+    assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() != damaged
+    build(tmp_path / "third", calls, remote)
+    assert len(calls) == 2
+
+
+def test_a_killed_upload_leaves_no_final_key(tmp_path, s3):
+    endpoint, client, _ = s3
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(os.getcwd())!r})
+        os.setpgid(0, 0)
+        from pathlib import Path
+        from tests.scale.test_remote_cache import build
+        build(Path({str(tmp_path / 'ci')!r}), [], {{"url": {URL!r}, "endpoint_url": {endpoint!r}}})
+        """)
+    env = {**os.environ, "KOKORO_BUILD_FAULT": "upload:*"}
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    everything = client.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    assert any("/.incoming/" in o["Key"] for o in everything)  # it died mid-upload ...
+    assert final_keys(client) == []                              # ... and published nothing
+    calls = []
+    build(tmp_path / "laptop", calls, {"url": URL, "endpoint_url": endpoint})
+    assert len(calls) == 1 and len(final_keys(client)) == 1
+
+
+def test_a_stopped_server_is_a_clear_error_and_keeps_what_was_built(tmp_path, s3):
+    endpoint, client, server = s3
+    remote = {"url": URL, "endpoint_url": endpoint}
+    calls = []
+    built = build(tmp_path / "ci", calls, remote)
+    server.stop()
+    with pytest.raises(BuildError, match=r"remote cache: could not read s3://kokoro-cache/steps/export/.*"
+                                         r"Is the server up"):
+        build(tmp_path / "laptop", calls, remote)
+    assert built.read_text() == "traced" and len(calls) == 1
+
+
+def test_a_file_url_is_a_remote_cache_too(tmp_path, capsys):
+    remote = {"url": (tmp_path / "share").as_uri()}
+    calls = []
+    build(tmp_path / "ci", calls, remote)
+    assert len(list((tmp_path / "share" / "export").glob("*.tar"))) == 1
+    assert not list((tmp_path / "share" / ".incoming").iterdir())
+    build(tmp_path / "laptop", calls, remote)
+    assert len(calls) == 1 and "cache hit (remote)" in capsys.readouterr().out
