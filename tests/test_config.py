@@ -214,6 +214,13 @@ def test_default_pipeline_is_valid():
     (("stages:\n", "stages:\n  g2p: {kind: g2p, shapes: {chars: {range: [2, 64]}}}\n"
       "  g2p2: {kind: g2p, shapes: {chars: {range: [2, 64]}}}\n"),
      "pipeline.yaml:8: stages.g2p2.kind: a variant has one g2p stage (also g2p)"),
+    # a remote cache: an unknown scheme, credentials in the URL, an endpoint that isn't http(s)
+    (("name: t\n", "name: t\ncache: {url: 'ftp://host/x'}\n"),
+     "pipeline.yaml:3: cache.url: 'ftp://host/x': give s3://bucket/prefix or file:///folder"),
+    (("name: t\n", "name: t\ncache: {url: 's3://key:secret@bucket/x'}\n"),
+     "pipeline.yaml:3: cache.url: put no credentials in the URL"),
+    (("name: t\n", "name: t\ncache: {url: 's3://bucket/x', endpoint_url: 'localhost:9000'}\n"),
+     "pipeline.yaml:3: cache.endpoint_url: 'localhost:9000': give http(s)://host:port"),
     # a bad variant name (it becomes a folder name)
     (("name: t\n", "name: ../escape\n"),
      "pipeline.yaml:2: name: String should match pattern"),
