@@ -257,12 +257,13 @@ def _build_tasks(stage_name: str, stage: StageConfig, run: StageRun, out: Path) 
         targets=[paths.converted, paths.converted_report, str(digest_path(paths.converted))]),
         out, "convert", run.step_slice("convert"))
     if stage.compress:
-        yield _step(
+        yield _cached(_step(
             run, "compress", "kokoro_build.targets.coreml.compress:compress_stage", False,
             name=f"{label}.compress",
             doc=f"compress {stage_name} at {label} -> {Path(paths.bucket).relative_to(out)}",
             file_dep=[str(digest_path(paths.converted))] + ([paths.calibration] if paths.calibration else []),
-            targets=[paths.bucket, paths.report, str(digest_path(paths.bucket))])
+            targets=[paths.bucket, paths.report, str(digest_path(paths.bucket))]),
+            out, "compress", run.step_slice("compress"))
 
 
 def _g2p_source_tasks(stage_name: str, stage: StageConfig, out: Path) -> Iterator[dict]:
@@ -347,14 +348,15 @@ def _materialize_task(stage_name: str, source: StageRun, runs: list[StageRun], o
     package = runs[0].paths.package
     plan = {"source": source.paths.bucket, "traced": source.paths.traced, "functions": functions,
             "default": runs[-1].function, "reports": reports}
-    return _task(
+    return _cached(_task(
         "kokoro_build.targets.coreml.materialize:materialize_functions", [plan, package],
         basename=stage_name, name="materialize",
         doc=f"materialize {len(functions)} fixed-shape functions of {Path(source.paths.bucket).relative_to(out)} "
             f"into {Path(package).relative_to(out)}",
         file_dep=[str(digest_path(source.paths.bucket)), str(digest_path(source.paths.traced))],
         targets=[*reports.values(), package, str(digest_path(package))],
-        uptodate=[config_changed({"functions": functions, "default": runs[-1].function})])
+        uptodate=[config_changed({"functions": functions, "default": runs[-1].function})]),
+        out, "materialize", {"functions": functions, "default": runs[-1].function})
 
 
 def _cached(task: dict, out: Path, step: str, config_slice) -> dict:

@@ -2,7 +2,7 @@
 
 Each recipe builds in its own `artifacts/<name>/`, so without this a recipe that only
 changes the vocoder's compression would redo the weights, the traces and the
-conversions its base already made. A cached step (weights, export, convert) is keyed
+conversions its base already made. A cached step (weights, export, convert, compress, materialize) is keyed
 by sha256 over: the step, the config slice it reads, and its inputs, which are its
 task's `file_dep` (the content sha256 recorded in an upstream `*.digest.json`, else
 the file's own sha256: the code it runs and the lock files). A hit hard-links the
