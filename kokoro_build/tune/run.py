@@ -2,7 +2,7 @@
 
 1. build the base's converted packages (doit), 2. capture each tuned stage's inputs
 and fp32 outputs (capture.py), 3. run every (weight, setting) trial not in the cache
-(trials.py) on an executor (executor.py), 4. allocate for the budget (allocate.py),
+(trials.py) on an executor (scale/executors.py), 4. allocate for the budget (allocate.py),
 5. write the overlay (recipe.py), 6. build it through its report and put its measured
 speech beside the prediction (pareto.py).
 """
@@ -18,6 +18,8 @@ from kokoro_build.tune.cost import added_cost, cost
 from kokoro_build.tune.trials import Probe, Trial, TrialCache, run_trial
 
 DEFAULT_MIN_WEIGHT_ELEMENTS = 2048  # compress_schema.CompressConfig's default
+# what one trial takes on a Ray node (--executor ray): a core, and its package and captures
+TRIAL_RESOURCES = {"num_cpus": 1, "memory": int(1.5 * 2**30)}
 
 
 class TuneError(ValueError):
@@ -32,6 +34,7 @@ class TuneRequest:
     recipe: str | None = None          # where to write the overlay (default: tuned-<budget>.yaml beside the base)
     executor: str = "local"
     workers: int | None = None
+    ray_address: str | None = None      # --executor ray: "auto", a cluster address, or "local"
     allow: frozenset[str] = frozenset()  # settings (labels or lint rule ids) the lint flags
     texts: tuple[str, ...] = ()
     verify: bool = True
@@ -55,10 +58,11 @@ def tune(request: TuneRequest, log=print) -> dict:
     from kokoro_build.schema.config import load_config
     from kokoro_build.targets.coreml.calibrate import calibration_manifest
     from kokoro_build.tune.capture import DEFAULT_TEXTS, capture
-    from kokoro_build.tune.executor import make_executor
+    from kokoro_build.scale.executors import make_executor
     from kokoro_build.tune.settings import candidate_settings
 
     started = time.time()
+    executor = make_executor(request.executor, request.workers, request.ray_address, TRIAL_RESOURCES)
     config = load_config(request.config_path)
     _check_stages(config, request.stages)
     out = artifacts_dir(config, request.config_path)
@@ -92,7 +96,7 @@ def tune(request: TuneRequest, log=print) -> dict:
         trials += _pending(per_stage[stage], settings, cache)
     for label, rule in sorted(left_out.items()):
         log(f"tune: left out {label}: the device-risk lint flags it ({rule}); --allow {label} to try it")
-    _run_trials(trials, per_stage, cache, make_executor(request.executor, request.workers), log)
+    _run_trials(trials, per_stage, cache, executor, log)
     measured = time.time() - started
     allocation = _allocate(per_stage, request.budget_mb)
     summary = _write_outputs(request, config, out, tune_dir, per_stage, allocation, log)
