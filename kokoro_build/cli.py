@@ -184,18 +184,37 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from kokoro_build.plan.invoke import BuildError
+    from kokoro_build.scale.executors import ExecutorError
     from kokoro_build.schema.config import ConfigError
     from kokoro_build.tune.run import TuneError, TuneRequest, tune
+    if args.ray and args.executor != "ray":
+        print("kokoro-build tune: --ray goes with --executor ray", file=sys.stderr)
+        return 1
     request = TuneRequest(config_path=args.config, stages=tuple(args.stages), budget_mb=args.budget_mb,
                           recipe=args.recipe, executor=args.executor, workers=args.workers,
-                          allow=frozenset(args.allow), texts=tuple(args.text), verify=not args.no_verify,
-                          min_weight_elements=args.min_weight_elements)
+                          ray_address=args.ray, allow=frozenset(args.allow), texts=tuple(args.text),
+                          verify=not args.no_verify, min_weight_elements=args.min_weight_elements)
     try:
         summary = tune(request, log=lambda line: print(line, flush=True))
-    except (TuneError, ConfigError, BuildError) as error:
+    except (TuneError, ConfigError, BuildError, ExecutorError) as error:
         print(f"kokoro-build tune: {error}", file=sys.stderr)
         return 1
     return 0 if summary["fits"] else 2
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from kokoro_build.scale.executors import ExecutorError, make_executor
+    from kokoro_build.scale.sweep import VARIANT_RESOURCES, run_sweep
+    if args.ray and args.executor != "ray":
+        print("kokoro-build sweep: --ray goes with --executor ray", file=sys.stderr)
+        return 1
+    try:
+        executor = make_executor(args.executor, args.workers, args.ray, VARIANT_RESOURCES)
+        rows, _ = run_sweep(args.file, args.artifacts, executor, log=lambda line: print(line, flush=True))
+    except (ConfigError, ExecutorError) as error:
+        print(f"kokoro-build sweep: {error}", file=sys.stderr)
+        return 1
+    return 0 if all(row["status"] == "ok" for row in rows) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,9 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--budget-mb", type=float, required=True, help="the tuned stages' packages, in MB")
     tune.add_argument("--config", default="pipeline.yaml", help="the base: a pipeline file or recipe file")
     tune.add_argument("--recipe", help="the overlay to write (default: tuned-<budget>.yaml beside the base)")
-    tune.add_argument("--executor", default="local", choices=("local", "in-process"),
-                      help="where trials run: local (a process pool) or in-process")
-    tune.add_argument("--workers", type=int, help="local pool size (default: the CPU count)")
+    _executor_arguments(tune, "trials")
     tune.add_argument("--allow", action="append", default=[],
                       help="a setting label or lint rule id to try although the device-risk lint flags it")
     tune.add_argument("--text", action="append", default=[],
@@ -281,7 +298,28 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tune only weights larger than this (default: the stage's compress block's, else 2048)")
     tune.add_argument("--no-verify", action="store_true", help="write the recipe without building it")
     tune.set_defaults(run=cmd_tune)
+    sweep = sub.add_parser("sweep", help="build every variant of a sweep file (a grid and/or named overlays "
+                                         "of one pipeline) and tabulate size, speech, ANE share and digests "
+                                         "(exit 1 if any variant failed)")
+    sweep.add_argument("file", help="the sweep file (README \"Sweeps and clusters\"), e.g. "
+                                    "recipes/sweeps/vocoder-bits.yaml")
+    _executor_arguments(sweep, "variants")
+    sweep.add_argument("--artifacts", default="artifacts",
+                       help="where the variants are built (<artifacts>/<variant>/) and the sweep's overlays, "
+                            "logs and results are written (<artifacts>/sweeps/<name>/)")
+    sweep.set_defaults(run=cmd_sweep)
     return parser
+
+
+def _executor_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--executor", default="local", choices=("local", "ray", "in-process"),
+                        help=f"where {what} run: local (a process pool), ray (a Ray cluster, --ray) or in-process")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="with --executor ray: auto (the cluster this machine joined with `ray start`; "
+                             "the default), a cluster address (HOST:6379, ray://HOST:10001), or local "
+                             "(a one-machine cluster started here)")
+    parser.add_argument("--workers", type=int,
+                        help="local pool size, or the CPUs of --ray local (default: the CPU count)")
 
 
 def main(argv: list[str] | None = None) -> int:

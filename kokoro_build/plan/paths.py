@@ -14,11 +14,20 @@ def recipe_path(name: str) -> str:
 
 def artifacts_dir(config: PipelineConfig, config_path: str | Path) -> Path:
     """`artifacts/<name>/` beside the pipeline file; a file in `recipes/` builds into
-    the project's `artifacts/` (one folder up), beside the default variant."""
+    the project's `artifacts/` (one folder up), beside the default variant; a sweep's
+    variant (`<artifacts>/sweeps/<sweep>/variants/<label>.yaml`) into that `<artifacts>/`,
+    beside the variants it is compared with and sharing their step cache."""
     folder = Path(config_path).resolve().parent
+    if folder.name == "variants" and folder.parent.parent.name == "sweeps":
+        return folder.parents[2] / config.name
     if folder.name == "recipes":
         folder = folder.parent
     return folder / "artifacts" / config.name
+
+
+def sweep_dir(artifacts: str | Path, sweep_name: str) -> Path:
+    """A sweep's overlays (variants/), build logs (logs/) and results: `<artifacts>/sweeps/<name>/`."""
+    return Path(artifacts) / "sweeps" / sweep_name
 
 
 def weights_path(out: Path) -> Path:

@@ -22,13 +22,17 @@ def variant_point(variant_dir: Path, name: str, kind: str, **extra) -> dict | No
     manifest = load_manifest(variant_dir)
     packages = {a.package for stage in manifest.stages.values() for a in stage.artifacts}
     size = sum(tree_digest(variant_dir / p)["bytes"] for p in packages)
+    return {"name": name, "kind": kind, "mb": round(size / 1e6, 1), **speech_columns(audio), **extra}
+
+
+def speech_columns(audio: dict) -> dict:
+    """The speech metrics of a report's summary.json `audio` section, flat."""
     forced = audio.get("teacher_forced") or {}
     durations = audio.get("durations") or {}
-    return {"name": name, "kind": kind, "mb": round(size / 1e6, 1),
-            "teacher_forced_pesq": forced.get("pesq"), "teacher_forced_mcd_db": forced.get("mcd_db"),
+    return {"teacher_forced_pesq": forced.get("pesq"), "teacher_forced_mcd_db": forced.get("mcd_db"),
             "f0_error_cents": forced.get("f0_error_cents"), "mcd_dtw_db": audio.get("mcd_dtw_db"),
             "duration_changed_share": durations.get("changed_share"), "mel_correlation": audio.get("mel_correlation"),
-            "failures": audio.get("failures", []), **extra}
+            "failures": audio.get("failures", [])}
 
 
 COLUMNS = (("name", "variant", "{}"), ("kind", "kind", "{}"), ("mb", "MB", "{:.1f}"),
@@ -38,26 +42,46 @@ COLUMNS = (("name", "variant", "{}"), ("kind", "kind", "{}"), ("mb", "MB", "{:.1
            ("mel_correlation", "log-mel r", "{:.3f}"))
 
 
-def table(points: list[dict]) -> str:
+def table(points: list[dict], columns=COLUMNS) -> str:
+    """A Markdown table of `columns` ((key, title, format)), smallest first; an
+    unmeasured value (or size) shows as –."""
     def cell(point, key, fmt):
         value = point.get(key)
         return "–" if value is None else fmt.format(value)
-    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]
-    for point in sorted(points, key=lambda p: p["mb"]):
-        lines.append("| " + " | ".join(cell(point, key, fmt) for key, _, fmt in COLUMNS) + " |")
+    lines = ["| " + " | ".join(title for _, title, _ in columns) + " |",
+             "|" + "---|" * len(columns)]
+    for point in sorted(points, key=lambda p: (p.get("mb") is None, p.get("mb") or 0.0)):
+        lines.append("| " + " | ".join(cell(point, key, fmt) for key, _, fmt in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
-def plot(points: list[dict], chosen: str | None) -> bytes:
+def pareto_front(points: list[dict]) -> list[str]:
+    """The names of the measured points no other beats on both size and teacher-forced PESQ."""
+    measured = [p for p in points if p.get("mb") is not None and p.get("teacher_forced_pesq") is not None]
+    return [p["name"] for p in measured if not any(
+        q["mb"] <= p["mb"] and q["teacher_forced_pesq"] >= p["teacher_forced_pesq"] and
+        (q["mb"], q["teacher_forced_pesq"]) != (p["mb"], p["teacher_forced_pesq"]) for q in measured)]
+
+
+MARKERS = {"recipe": ("s", "hand-written recipe"), "tuned": ("o", "tuned"), "variant": ("o", "sweep variant")}
+
+
+def plot(points: list[dict], chosen: str | None, front: list[str] = ()) -> bytes:
+    """Size against teacher-forced PESQ, a marker per kind; `chosen` circled, the
+    `front` (pareto_front) joined by a dashed line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for kind, marker in (("recipe", "s"), ("tuned", "o")):
+    edge = sorted((p["mb"], p["teacher_forced_pesq"]) for p in points if p["name"] in front)
+    if edge:
+        ax.plot(*zip(*edge), linestyle="--", color="grey", label="Pareto front", zorder=2)
+    for kind, (marker, label) in MARKERS.items():
         mine = [p for p in points if p["kind"] == kind and p.get("teacher_forced_pesq") is not None]
+        if not mine:
+            continue
         ax.scatter([p["mb"] for p in mine], [p["teacher_forced_pesq"] for p in mine], marker=marker,
-                   label="hand-written recipe" if kind == "recipe" else "tuned", zorder=3)
+                   label=label, zorder=3)
         for p in mine:
             ax.annotate(p["name"], (p["mb"], p["teacher_forced_pesq"]), textcoords="offset points",
                         xytext=(4, 4), fontsize=7)
