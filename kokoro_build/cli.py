@@ -187,8 +187,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from kokoro_build.scale.executors import ExecutorError
     from kokoro_build.schema.config import ConfigError
     from kokoro_build.tune.run import TuneError, TuneRequest, tune
-    if args.ray and args.executor != "ray":
-        print("kokoro-build tune: --ray goes with --executor ray", file=sys.stderr)
+    if _ray_misplaced(args):
         return 1
     request = TuneRequest(config_path=args.config, stages=tuple(args.stages), budget_mb=args.budget_mb,
                           recipe=args.recipe, executor=args.executor, workers=args.workers,
@@ -205,8 +204,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from kokoro_build.scale.executors import ExecutorError, make_executor
     from kokoro_build.scale.sweep import VARIANT_RESOURCES, run_sweep
-    if args.ray and args.executor != "ray":
-        print("kokoro-build sweep: --ray goes with --executor ray", file=sys.stderr)
+    if _ray_misplaced(args):
         return 1
     try:
         executor = make_executor(args.executor, args.workers, args.ray, VARIANT_RESOURCES)
@@ -309,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "logs and results are written (<artifacts>/sweeps/<name>/)")
     sweep.set_defaults(run=cmd_sweep)
     return parser
+
+
+def _ray_misplaced(args: argparse.Namespace) -> bool:
+    """--ray without --executor ray: refused, with a line saying so."""
+    if args.ray and args.executor != "ray":
+        print(f"kokoro-build {args.command}: --ray goes with --executor ray", file=sys.stderr)
+        return True
+    return False
 
 
 def _executor_arguments(parser: argparse.ArgumentParser, what: str) -> None:
