@@ -13,22 +13,22 @@ from tests.slow.tiny import ISLAND_STAGES, NO_SPEECH_GATES, UP_TO_MANIFEST, head
 pytestmark = pytest.mark.slow
 pytest.importorskip("ray")
 
-# Only compression differs (vocoder palette bits x prosody W8 or fp16): after the first
+# Only prosody's compression differs (palette bits x which weights): after the first
 # build the weights, traces and conversions are cache hits, and each variant's own work is
-# its compress, verify and manifest steps. Uniform palettes: k-means over the vocoder's 154
-# weights takes minutes at 8 bits.
-VOCODER = "vocoder: {kind: vocoder, "
+# its compress, verify and manifest steps. Prosody: its compression takes seconds where
+# the tiny model's full-width vocoder's takes 20 (uniform palettes; k-means, minutes).
+PROSODY = "prosody: {kind: prosody, "
 BASE = header("tiny-sweep") + "stages:\n" + ISLAND_STAGES.replace(
-    VOCODER, VOCODER + "compress: {palettize: {nbits: 8, mode: uniform}}, ") + NO_SPEECH_GATES
+    PROSODY, PROSODY + "compress: {palettize: {nbits: 8, mode: uniform}}, ") + NO_SPEECH_GATES
 SWEEP = f"""\
 name: tiny
 base: base.yaml
 grid:
-  stages.vocoder.compress.palettize.nbits: [8, 6]
+  stages.prosody.compress.palettize.nbits: [8, 6]
 variants:
-  - name: fp16
-  - name: w8
-    stages.prosody.compress: {{linear: {{}}}}
+  - name: all          # every weight of at least 2048 elements (the default)
+  - name: large        # only those of at least 100,000
+    stages.prosody.compress.min_weight_elements: 100000
 tasks: {list(UP_TO_MANIFEST)}
 """
 # a tiny variant's build: well under the 4 GB a real one is given
@@ -64,21 +64,19 @@ def test_ray_and_the_local_pool_build_the_same_packages(tmp_path):
     logs = "".join(p.read_text() for p in (tmp_path / "local" / "sweeps" / "tiny" / "logs").glob("*.log"))
     assert logs.count("cache hit: convert") == 4 * 4 and ": tracing" not in logs
     compressed = re.findall(r"compress (\w+) \{'frames': 24\}: [\d.]+ -> [\d.]+ MB", logs)
-    assert compressed.count("vocoder") >= 2 and compressed.count("prosody") >= 1  # each setting, anew
+    assert compressed == ["prosody"] * 4  # each variant's own setting, anew
 
     ray, pool = digests(on_ray), digests(on_pool)
     assert ray == pool
-    assert set(ray["fp16-nbits8"]) == {"prosody", "noise", "vocoder", "tail"}
-    for prosody in ("fp16", "w8"):  # the vocoder's bits change the vocoder only
-        assert ray[f"{prosody}-nbits8"]["vocoder"] != ray[f"{prosody}-nbits6"]["vocoder"]
-        assert ray[f"{prosody}-nbits8"]["prosody"] == ray[f"{prosody}-nbits6"]["prosody"]
-    for bits in ("nbits8", "nbits6"):  # W8 changes prosody only
-        assert ray[f"fp16-{bits}"]["prosody"] != ray[f"w8-{bits}"]["prosody"]
-        assert ray[f"fp16-{bits}"]["vocoder"] == ray[f"w8-{bits}"]["vocoder"]
-    for path in (tmp_path / "ray" / "tiny-w8-nbits6", tmp_path / "local" / "tiny-w8-nbits6"):
+    labels = ["all-nbits8", "all-nbits6", "large-nbits8", "large-nbits6"]
+    assert list(ray) == labels and set(ray["all-nbits8"]) == {"prosody", "noise", "vocoder", "tail"}
+    assert len({ray[label]["prosody"] for label in labels}) == 4  # each sets prosody its own way
+    for stage in ("noise", "vocoder", "tail"):  # and nothing else
+        assert len({ray[label][stage] for label in labels}) == 1
+    for path in (tmp_path / "ray" / "tiny-large-nbits6", tmp_path / "local" / "tiny-large-nbits6"):
         assert (path / "manifest.json").is_file()
-    sizes = {row["label"]: row["mb"] for row in on_ray}
-    assert sizes["w8-nbits6"] < sizes["fp16-nbits6"] and sizes["fp16-nbits6"] < sizes["fp16-nbits8"]
+    mb = {row["label"]: row["mb"] for row in on_ray}
+    assert mb["all-nbits6"] < mb["all-nbits8"] < mb["large-nbits8"] and mb["all-nbits6"] < mb["large-nbits6"]
     assert all(0.0 <= share <= 1.0 for row in on_ray for share in row["ane"].values())
     table = (folder / "results.md").read_text()
-    assert "| fp16-nbits8 | ok |" in table and "No plot: no variant was built through its report" in table
+    assert "| all-nbits8 | ok |" in table and "No plot: no variant was built through its report" in table
