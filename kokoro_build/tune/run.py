@@ -68,8 +68,10 @@ def tune(request: TuneRequest, log=print) -> dict:
     out = artifacts_dir(config, request.config_path)
     stages = converted_stages(config, out)
     log(f"tune: building {config.name}'s converted packages")
-    run_doit(request.config_path, ["weights", "runtime"] +
-             [a["task"] for s in stages.values() for a in s["artifacts"]], log=lambda line: None)
+    # a materialized stage's buckets share one conversion task; doit runs a task named twice only once
+    # but then skips the names after it, so each is named once
+    convert_tasks = dict.fromkeys(a["task"] for s in stages.values() for a in s["artifacts"])
+    run_doit(request.config_path, ["weights", "runtime", *convert_tasks], log=lambda line: None)
     manifest = calibration_manifest(config.name, out, runtime_files(out, config.model.voices), stages)
     tune_dir = out / "tune"
     texts = list(request.texts or (config.calibration.chosen_texts if config.calibration else DEFAULT_TEXTS))
