@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 
@@ -109,3 +110,42 @@ def test_a_file_url_is_a_remote_cache_too(tmp_path, capsys):
     assert not list((tmp_path / "share" / ".incoming").iterdir())
     build(tmp_path / "laptop", calls, remote)
     assert len(calls) == 1 and "cache hit (remote)" in capsys.readouterr().out
+
+
+def test_a_server_stopping_mid_sweep_fails_the_variants_after_it_and_keeps_the_rest(tmp_path, s3):
+    """A sweep whose variants share the remote cache (a stand-in build: one cached step
+    per variant, no doit): the server stops after the first variant. The others fail at
+    their cache read with the cache's message, not a hang or a traceback; the first
+    keeps its output, its row and its local cache entry."""
+    from kokoro_build.scale.executors import InProcess
+    from kokoro_build.scale.sweep import run_sweep
+    from tests.scale.test_sweep import GRID, write
+    endpoint, client, server = s3
+    remote = {"url": URL, "endpoint_url": endpoint}
+    calls, outputs = [], {}
+
+    def build_variant(job):
+        machine = tmp_path / "shared"  # one box: one local cache, each variant its own output
+        target = tmp_path / "out" / job.name / "stage.traced.pt"
+        run_cached(str(machine / "cache"), "export", {"variant": job.name}, [],
+                   [str(target), str(target.parent / "stage.digest.json")],
+                   make_step(calls, job.name)(target), remote=remote)
+        outputs[job.name] = target
+        if len(outputs) == 1:
+            server.stop()
+        return {"status": "ok", "seconds": 1.0, "mb": 1.0}
+
+    lines = []
+    rows, folder = run_sweep(write(tmp_path, GRID), tmp_path / "out", InProcess(), build=build_variant,
+                             log=lines.append)
+    first, *rest = rows
+    assert first["status"] == "ok" and outputs[first["name"]].read_text() == first["name"]
+    assert rest and all(r["status"] == "failed" for r in rest)
+    assert all("remote cache: could not" in r["error"] and "Is the server up" in r["error"] for r in rest)
+    assert len(calls) == 1  # the others stopped at their cache read, before building
+    table = (folder / "results.md").read_text()
+    assert f"| {first['label']}" in table and "## Failed variants" in table and "Is the server up" in table
+    # the first variant's step stays in the local cache: rebuilt with the server down, it is a local hit
+    outputs[first["name"]].unlink()
+    build_variant(SimpleNamespace(name=first["name"]))
+    assert outputs[first["name"]].read_text() == first["name"] and len(calls) == 1
