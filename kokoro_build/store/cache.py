@@ -56,12 +56,14 @@ def _outputs_match_digests(targets: list[Path]) -> bool:
 
 
 def restore(entry: Path, targets: list[Path]) -> bool:
-    """Link a cache entry's outputs into place (digests last); False if it has none
-    or they don't match their recorded sha256 (then the entry is dropped)."""
-    if not (entry / "complete").is_file():
+    """Link a cache entry's outputs into place (digests last); False if there is no
+    entry, or it is damaged or its outputs don't match their recorded sha256: then the
+    entry is dropped, so the rebuilt step stores (and uploads) a whole one."""
+    if not entry.exists():
         return False
     stored = [entry / "outputs" / str(i) for i in range(len(targets))]
-    if not all(p.exists() for p in stored):
+    if not (entry / "complete").is_file() or not all(p.exists() for p in stored):
+        remove_path(entry)
         return False
     order = sorted(range(len(targets)), key=lambda i: targets[i].name.endswith(DIGEST_SUFFIX))
     for i in order:

@@ -4,7 +4,7 @@ as Bazel's remote cache does, with the same content keys as the local cache
 (store/cache.py).
 
 One object per entry, `<url>/<step>/<key>.tar`: the entry's outputs and `index.json`,
-the sha256 and size of every file in them.
+the step and key it was stored under and the sha256 and size of every file in it.
 
 - Upload: the tar goes to a temporary key under `<url>/.incoming/` and is then moved
   to its final key. On S3 a move is a server-side copy, and a copied object appears
@@ -12,8 +12,9 @@ the sha256 and size of every file in them.
   upload leaves at most a stray temporary, never a final key.
 - Fetch: the object is read into a scratch folder beside the local entry, unpacked,
   and every file checked against the index before the scratch folder is renamed into
-  the local cache. A missing object is a miss. A truncated or corrupt one is a miss
-  and a warning; the rebuilt step's upload replaces it.
+  the local cache. A missing object is a miss. A truncated or corrupt one, one that is
+  not a complete entry, or one stored under another step or key, is a miss and a
+  warning; the rebuilt step's upload replaces it.
 - An unreachable server is an error naming the URL: the step fails, and what was
   already built stays in place.
 
@@ -61,32 +62,31 @@ class RemoteCache:
         fs, root = fsspec.core.url_to_fs(self.url, **options)
         return fs, root.rstrip("/")
 
-    def object_key(self, step: str, key: str) -> str:
-        return f"{self.filesystem()[1]}/{step}/{key}.tar"
-
     def fetch(self, step: str, key: str, entry: Path) -> bool:
         """Put the remote entry at `entry` (the local cache's folder for it); False on
-        a miss. A corrupt object is a miss with a warning."""
+        a miss. A corrupt object, or one stored under another step or key, is a miss
+        with a warning."""
         fs, root = self.filesystem()
         final = f"{root}/{step}/{key}.tar"
-        try:
-            fs.invalidate_cache()  # another machine may have written it since we last looked
-            if not fs.exists(final):
-                return False
-            blob = fs.cat_file(final)
-        except FileNotFoundError:
-            return False
-        except Exception as error:  # the server is down or refuses us
-            raise self._unreachable("read", final, error) from None
         scratch = entry.with_name(f".{entry.name}.remote-{os.getpid()}")
+        download = scratch.with_suffix(".tar")
         remove_path(scratch)
+        entry.parent.mkdir(parents=True, exist_ok=True)
         try:
-            problem = _unpack_verified(blob, scratch)
+            try:
+                fs.invalidate_cache()  # another machine may have written it since we last looked
+                if not fs.exists(final):
+                    return False
+                fs.get_file(final, str(download))  # streamed: a weights entry is hundreds of MB
+            except FileNotFoundError:
+                return False
+            except Exception as error:  # the server is down or refuses us
+                raise self._unreachable("read", final, error) from None
+            problem = _unpack_verified(download, scratch, step, key)
             if problem:
                 print(f"warning: remote cache object {self._shown(final)} is unusable ({problem}); "
                       "treating it as a miss and rebuilding", file=sys.stderr, flush=True)
                 return False
-            entry.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.replace(scratch, entry)
             except OSError:  # another process restored the same entry first
@@ -94,22 +94,26 @@ class RemoteCache:
             return True
         finally:
             remove_path(scratch)
+            remove_path(download)
 
     def upload(self, step: str, key: str, entry: Path) -> None:
         fs, root = self.filesystem()
         final = f"{root}/{step}/{key}.tar"
         incoming = f"{root}/{INCOMING}/{key}.{uuid.uuid4().hex}.tar"
-        blob = _pack(entry)
+        packed = entry.with_name(f".{entry.name}.upload-{os.getpid()}.tar")
         try:
-            fs.makedirs(f"{root}/{INCOMING}", exist_ok=True)
-            fs.makedirs(f"{root}/{step}", exist_ok=True)
-            fs.pipe_file(incoming, blob)
+            _pack(entry, packed, step, key)
+            if not self.url.startswith("s3://"):  # S3 has no folders, and s3fs's makedirs
+                fs.makedirs(f"{root}/{INCOMING}", exist_ok=True)  # would create a missing bucket
+                fs.makedirs(f"{root}/{step}", exist_ok=True)
+            fs.put_file(str(packed), incoming)
             from kokoro_build.store.faults import checkpoint
             checkpoint("upload", final)  # the reliability tests kill an upload here
             fs.mv(incoming, final)
         except Exception as error:
             raise self._unreachable("write", final, error) from None
         finally:
+            remove_path(packed)
             try:
                 if fs.exists(incoming):
                     fs.rm(incoming)
@@ -127,30 +131,33 @@ class RemoteCache:
             "when the cache is back, or remove `cache:` from the pipeline file to build without it.")
 
 
-def _pack(entry: Path) -> bytes:
-    """The entry's files as a tar with an index of their sha256 and sizes."""
+def _pack(entry: Path, out: Path, step: str, key: str) -> None:
+    """The entry's files as a tar at `out`, with an index: the step and key it was
+    stored under and the sha256 and size of every file."""
     files = sorted(p for p in entry.rglob("*") if p.is_file())
-    index = {p.relative_to(entry).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
-             for p in files}
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
+    index = {"step": step, "key": key,
+             "files": {p.relative_to(entry).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+                       for p in files}}
+    with tarfile.open(out, mode="w") as tar:
         data = json.dumps(index, sort_keys=True).encode()
         info = tarfile.TarInfo(INDEX)
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
         for path in files:
             tar.add(path, arcname=path.relative_to(entry).as_posix(), recursive=False)
-    return buffer.getvalue()
 
 
-def _unpack_verified(blob: bytes, target: Path) -> str | None:
-    """Unpack into `target`; the problem, or None when every file matches the index."""
+def _unpack_verified(packed: Path, target: Path, step: str, key: str) -> str | None:
+    """Unpack into `target`; the problem, or None when the object is this step's and
+    key's, is a complete cache entry, and every file matches the index."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
-            index_member = tar.getmember(INDEX)
-            index = json.loads(tar.extractfile(index_member).read())
+        with tarfile.open(packed, mode="r") as tar:
+            index = json.loads(tar.extractfile(tar.getmember(INDEX)).read())
+            if (index["step"], index["key"]) != (step, key):
+                return f"it holds {index['step']} {str(index['key'])[:12]}"
+            files = index["files"]
             members = [m for m in tar.getmembers() if m.name != INDEX]
-            if sorted(m.name for m in members) != sorted(index):
+            if sorted(m.name for m in members) != sorted(files):
                 return "its files differ from its index"
             for member in members:
                 if not member.isfile():
@@ -164,8 +171,18 @@ def _unpack_verified(blob: bytes, target: Path) -> str | None:
                     for block in iter(lambda: source.read(1 << 20), b""):
                         digest.update(block)
                         out.write(block)
-                if digest.hexdigest() != index[member.name]["sha256"]:
+                if digest.hexdigest() != files[member.name]["sha256"]:
                     return f"{member.name} does not match its sha256"
-    except (tarfile.TarError, KeyError, ValueError, EOFError) as error:
+    except (tarfile.TarError, KeyError, ValueError, EOFError, TypeError, AttributeError) as error:
         return f"not a complete entry: {type(error).__name__}: {error}"
-    return None
+    return incomplete_entry(target)
+
+
+def incomplete_entry(entry: Path) -> str | None:
+    """What a cache entry lacks (its `complete` marker, an output it lists), or None."""
+    try:
+        names = json.loads((entry / "complete").read_text())
+    except (OSError, ValueError):
+        return "no complete marker"
+    missing = [str(i) for i in range(len(names)) if not (entry / "outputs" / str(i)).exists()]
+    return f"outputs {', '.join(missing)} missing" if missing else None

@@ -1,9 +1,11 @@
 """The remote step cache (store/remote.py) against a real S3 server on loopback (moto):
 a second machine's miss is a remote hit; a corrupt or truncated object is a miss and
 rebuilt; a killed upload leaves no final key; a stopped server is a clear error."""
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
 from types import SimpleNamespace
 
@@ -56,7 +58,9 @@ def test_a_corrupt_remote_object_is_a_miss_and_is_rebuilt(tmp_path, s3, capsys, 
     build(tmp_path / "ci", calls, remote)
     key = final_keys(client)[0]
     blob = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
-    at = blob.index(b"traced")  # the output's bytes inside the tar
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        at = tar.getmember("outputs/0").offset_data  # the traced output's own bytes
+    assert blob[at:at + 6] == b"traced"
     damaged = {"flip": blob[:at] + b"TRACED" + blob[at + 6:], "truncate": blob[: len(blob) // 3],
                "garbage": b"not a tar"}[damage]
     client.put_object(Bucket=BUCKET, Key=key, Body=damaged)
@@ -67,6 +71,70 @@ def test_a_corrupt_remote_object_is_a_miss_and_is_rebuilt(tmp_path, s3, capsys, 
     assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() != damaged
     build(tmp_path / "third", calls, remote)
     assert len(calls) == 2
+
+
+def test_an_object_stored_under_another_key_is_a_miss(tmp_path, s3, capsys):
+    endpoint, client, _ = s3
+    remote = {"url": URL, "endpoint_url": endpoint}
+    calls = []
+    build(tmp_path / "ci", calls, remote)                    # key A: "traced"
+    target = tmp_path / "ci2" / "out" / "stage.traced.pt"  # key B: other content
+    run_cached(str(tmp_path / "ci2" / "cache"), "export", {"sizes": 240}, [],
+               [str(target), str(target.parent / "stage.digest.json")], make_step(calls, "other")(target),
+               remote=remote)
+    other = next(k for k in final_keys(client)
+                 if b"other" in client.get_object(Bucket=BUCKET, Key=k)["Body"].read())
+    mine = next(k for k in final_keys(client) if k != other)
+    client.copy_object(Bucket=BUCKET, Key=mine, CopySource={"Bucket": BUCKET, "Key": other})  # a valid tar
+    laptop = build(tmp_path / "laptop", calls, remote)
+    assert len(calls) == 3 and laptop.read_text() == "traced"
+    assert "is unusable (it holds export" in capsys.readouterr().err
+
+
+def test_a_damaged_local_entry_is_dropped_and_rebuilt_not_uploaded(tmp_path, s3):
+    endpoint, client, _ = s3
+    remote = {"url": URL, "endpoint_url": endpoint}
+    calls = []
+    built = build(tmp_path / "ci", calls, remote)
+    key = final_keys(client)[0]
+    good = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    entry = next((tmp_path / "ci" / "cache" / "export").iterdir())
+    (entry / "outputs" / "0").unlink()
+    built.unlink()
+    build(tmp_path / "ci", calls, remote)  # a local miss; the remote object is whole: a remote hit
+    assert len(calls) == 1 and built.read_text() == "traced"
+    assert client.get_object(Bucket=BUCKET, Key=key)["Body"].read() == good
+    assert (entry / "outputs" / "0").exists()  # the damaged entry was replaced by the fetched one
+
+
+def test_a_missing_bucket_is_a_clear_error_and_is_not_created(tmp_path, s3):
+    endpoint, client, _ = s3
+    calls = []
+    with pytest.raises(BuildError, match=r"remote cache: could not write s3://no-such-bucket/steps/export/"):
+        build(tmp_path / "ci", calls, {"url": "s3://no-such-bucket/steps", "endpoint_url": endpoint})
+    assert [b["Name"] for b in client.list_buckets()["Buckets"]] == [BUCKET]
+    assert len(calls) == 1 and (tmp_path / "ci" / "out" / "stage.traced.pt").read_text() == "traced"
+
+
+def test_a_server_stopping_before_the_upload_keeps_the_build_and_its_local_entry(tmp_path, s3):
+    endpoint, client, server = s3
+    remote = {"url": URL, "endpoint_url": endpoint}
+    calls = []
+    target = tmp_path / "ci" / "out" / "stage.traced.pt"
+    step = make_step(calls, "traced")(target)
+
+    def build_then_lose_the_server():
+        step()
+        server.stop()
+
+    with pytest.raises(BuildError, match=r"remote cache: could not write .*Is the server up"):
+        run_cached(str(tmp_path / "ci" / "cache"), "export", {"sizes": 120}, [],
+                   [str(target), str(target.parent / "stage.digest.json")], build_then_lose_the_server,
+                   remote=remote)
+    assert target.read_text() == "traced"
+    target.unlink()
+    build(tmp_path / "ci", calls, remote)  # a local hit: the server is not asked
+    assert len(calls) == 1 and target.read_text() == "traced"
 
 
 def test_a_killed_upload_leaves_no_final_key(tmp_path, s3):
