@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from kokoro_build.tune.pareto import pareto_front, plot, speech_columns, table
+from kokoro_build.report.pareto import pareto_front, plot, speech_columns, table
 
 COLUMNS = (("label", "variant", "{}"), ("status", "build", "{}"), ("mb", "MB", "{:.1f}"),
            ("teacher_forced_pesq", "PESQ (forced)", "{:.2f}"), ("mcd_dtw_db", "MCD-DTW dB", "{:.2f}"),

@@ -4,7 +4,7 @@
 and fp32 outputs (capture.py), 3. run every (weight, setting) trial not in the cache
 (trials.py) on an executor (scale/executors.py), 4. allocate for the budget (allocate.py),
 5. write the overlay (recipe.py), 6. build it through its report and put its measured
-speech beside the prediction (pareto.py).
+speech beside the prediction (report/pareto.py).
 """
 from __future__ import annotations
 
@@ -260,7 +260,7 @@ def _measured_line(point: dict) -> str:
 def _verify(recipe: Path, name: str, artifacts: Path, tune_dir: Path, summary: dict, log) -> dict | None:
     from kokoro_build.plan.invoke import BuildError, run_doit
     from kokoro_build.store.package import atomic_path, write_json
-    from kokoro_build.tune.pareto import REFERENCE_RECIPES, plot, table, variant_point
+    from kokoro_build.report.pareto import REFERENCE_RECIPES, plot, table, variant_point
     log(f"tune: building {recipe.name} through its report (end-to-end check of the prediction)")
     failure = None
     try:

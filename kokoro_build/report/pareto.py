@@ -1,5 +1,6 @@
-"""The points a tune verified end to end, beside the hand-written recipes, as a table
-and a size-against-quality plot (`tune/pareto.md`, `tune/pareto.png`)."""
+"""Built variants as points of size against speech quality: a table, the Pareto front
+and a plot. Shared by `tune` (the points it verified beside the hand-written recipes:
+`tune/pareto.md`, `tune/pareto.png`) and `sweep` (its variants: scale/results.py)."""
 from __future__ import annotations
 
 import io

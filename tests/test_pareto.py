@@ -1,5 +1,5 @@
 """The Pareto table and plot from synthetic points."""
-from kokoro_build.tune.pareto import plot, table
+from kokoro_build.report.pareto import plot, table
 
 POINTS = [
     {"name": "w8", "kind": "recipe", "mb": 82.0, "teacher_forced_pesq": 4.3, "duration_changed_share": 0.01},
