@@ -1,6 +1,8 @@
 """The remote step cache (store/remote.py) against a real S3 server on loopback (moto):
-a second machine's miss is a remote hit; a corrupt or truncated object is a miss and
-rebuilt; a killed upload leaves no final key; a stopped server is a clear error."""
+a second machine's miss is a remote hit; a corrupt, truncated or foreign object is a
+miss and rebuilt; a damaged local entry never replaces a good object; a killed upload
+leaves no final key; a stopped server or a missing bucket is a clear error, in a build
+and in a sweep."""
 import io
 import os
 import subprocess
@@ -91,7 +93,7 @@ def test_an_object_stored_under_another_key_is_a_miss(tmp_path, s3, capsys):
     assert "is unusable (it holds export" in capsys.readouterr().err
 
 
-def test_a_damaged_local_entry_is_dropped_and_rebuilt_not_uploaded(tmp_path, s3):
+def test_a_damaged_local_entry_is_dropped_and_the_good_remote_object_kept(tmp_path, s3):
     endpoint, client, _ = s3
     remote = {"url": URL, "endpoint_url": endpoint}
     calls = []
