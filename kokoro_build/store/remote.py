@@ -12,9 +12,10 @@ the step and key it was stored under and the sha256 and size of every file in it
   upload leaves at most a stray temporary, never a final key.
 - Fetch: the object is read into a scratch folder beside the local entry, unpacked,
   and every file checked against the index before the scratch folder is renamed into
-  the local cache. A missing object is a miss. A truncated or corrupt one, one that is
-  not a complete entry, or one stored under another step or key, is a miss and a
-  warning; the rebuilt step's upload replaces it.
+  the local cache. A missing object is a miss. A truncated or corrupt one, or one
+  stored under another step or key, is a miss and a warning; the rebuilt step's
+  upload replaces it. One that lacks a part of an entry is dropped when it is linked
+  in (cache.restore), so it is a miss too.
 - An unreachable server is an error naming the URL: the step fails, and what was
   already built stays in place.
 
@@ -149,7 +150,8 @@ def _pack(entry: Path, out: Path, step: str, key: str) -> None:
 
 def _unpack_verified(packed: Path, target: Path, step: str, key: str) -> str | None:
     """Unpack into `target`; the problem, or None when the object is this step's and
-    key's, is a complete cache entry, and every file matches the index."""
+    key's and every file matches the index. (An entry that lacks a part is dropped by
+    store/cache.restore when it is linked in, as a damaged local entry is.)"""
     try:
         with tarfile.open(packed, mode="r") as tar:
             index = json.loads(tar.extractfile(tar.getmember(INDEX)).read())
@@ -175,14 +177,5 @@ def _unpack_verified(packed: Path, target: Path, step: str, key: str) -> str | N
                     return f"{member.name} does not match its sha256"
     except (tarfile.TarError, KeyError, ValueError, EOFError, TypeError, AttributeError) as error:
         return f"not a complete entry: {type(error).__name__}: {error}"
-    return incomplete_entry(target)
+    return None
 
-
-def incomplete_entry(entry: Path) -> str | None:
-    """What a cache entry lacks (its `complete` marker, an output it lists), or None."""
-    try:
-        names = json.loads((entry / "complete").read_text())
-    except (OSError, ValueError):
-        return "no complete marker"
-    missing = [str(i) for i in range(len(names)) if not (entry / "outputs" / str(i)).exists()]
-    return f"outputs {', '.join(missing)} missing" if missing else None

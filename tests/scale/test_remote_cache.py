@@ -4,6 +4,7 @@ miss and rebuilt; a damaged local entry never replaces a good object; a killed u
 leaves no final key; a stopped server or a missing bucket is a clear error, in a build
 and in a sweep."""
 import io
+import json
 import os
 import subprocess
 import sys
@@ -91,6 +92,29 @@ def test_an_object_stored_under_another_key_is_a_miss(tmp_path, s3, capsys):
     laptop = build(tmp_path / "laptop", calls, remote)
     assert len(calls) == 3 and laptop.read_text() == "traced"
     assert "is unusable (it holds export" in capsys.readouterr().err
+
+
+def test_an_object_lacking_an_output_is_a_miss_and_is_rebuilt(tmp_path, s3):
+    endpoint, client, _ = s3
+    remote = {"url": URL, "endpoint_url": endpoint}
+    calls = []
+    build(tmp_path / "ci", calls, remote)
+    key = final_keys(client)[0]
+    with tarfile.open(fileobj=io.BytesIO(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())) as tar:
+        index = json.loads(tar.extractfile("index.json").read())
+        del index["files"]["outputs/0"]  # a consistent index of an entry without its output
+        kept = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.name not in ("index.json", "outputs/0")}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in {"index.json": json.dumps(index).encode(), **kept}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    client.put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
+    laptop = build(tmp_path / "laptop", calls, remote)
+    assert len(calls) == 2 and laptop.read_text() == "traced"  # rebuilt
+    build(tmp_path / "third", calls, remote)  # the rebuild's upload replaced the object
+    assert len(calls) == 2
 
 
 def test_a_damaged_local_entry_is_dropped_and_the_good_remote_object_kept(tmp_path, s3):
