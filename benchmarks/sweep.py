@@ -27,18 +27,24 @@ ROOT = Path(__file__).resolve().parents[1]
 KOKORO_BUILD = ROOT / ".venv" / "bin" / "kokoro-build"
 
 
-def drop_variant_folders(sweep: str) -> None:
+sys.path.insert(0, str(ROOT))
+from kokoro_build.plan.paths import sweep_dir  # noqa: E402
+from kokoro_build.scale.sweep_file import load_sweep  # noqa: E402
+
+ARTIFACTS = ROOT / "artifacts"
+
+
+def drop_variant_folders(sweep) -> None:
     """Each variant's own artifacts folder, so its doit tasks run again; the shared step
     cache (artifacts/.cache/) stays, so compressions and materializations are hits."""
-    sys.path.insert(0, str(ROOT))
-    from kokoro_build.scale.sweep_file import load_sweep
-    for variant in load_sweep(sweep).variants:
-        shutil.rmtree(ROOT / "artifacts" / variant.name, ignore_errors=True)
+    for variant in sweep.variants:
+        shutil.rmtree(ARTIFACTS / variant.name, ignore_errors=True)
 
 
 def run(sweep: str, executor: str, workers: int, fresh: bool) -> dict:
+    loaded = load_sweep(sweep)
     if fresh:
-        drop_variant_folders(sweep)
+        drop_variant_folders(loaded)
     command = [str(KOKORO_BUILD), "sweep", sweep, "--executor", executor, "--workers", str(workers)]
     if executor == "ray":
         command += ["--ray", "local"]
@@ -46,10 +52,10 @@ def run(sweep: str, executor: str, workers: int, fresh: bool) -> dict:
     started = time.time()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.time() - started
-    if not done.stdout.strip():
-        raise SystemExit(f"{' '.join(command)} printed nothing:\n{done.stderr[-3000:]}")
-    results_md = done.stdout.strip().splitlines()[-1].rsplit("; ", 1)[-1]  # its last line names it
-    variants = json.loads((Path(results_md).parent / "results.json").read_text())["variants"]
+    results = sweep_dir(ARTIFACTS, loaded.name) / "results.json"
+    if done.returncode not in (0, 1) or not results.is_file():  # 1: a variant failed, still tabulated
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    variants = json.loads(results.read_text())["variants"]
     return {"executor": executor, "seconds": round(seconds, 1), "exit": done.returncode,
             "variants": {v["name"]: {"status": v["status"], "seconds": v.get("seconds"),
                                      "packages": v.get("packages")} for v in variants}}
