@@ -17,7 +17,7 @@ $(VENV)/.runtime: requirements/lock.txt requirements/nodeps.txt pyproject.toml
 	$(INSTALL) --no-deps --no-build-isolation -e . || $(INSTALL) --no-deps -e .
 	touch $@
 
-$(VENV)/.test: $(VENV)/.runtime requirements/test.txt requirements/scale.txt
+$(VENV)/.test: $(VENV)/.runtime requirements/test.txt requirements/scale.txt requirements/intelligibility.txt
 	$(INSTALL) -r requirements/test.txt
 	touch $@
 

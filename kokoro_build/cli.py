@@ -201,6 +201,30 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0 if summary["fits"] else 2
 
 
+def cmd_wer(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kokoro_build.runtime import ChainError
+    from kokoro_build.runtime.backends import BackendError
+    from kokoro_build.report.intelligibility import IntelligibilityError, measure, read_sentences
+    try:
+        sentences = read_sentences(args.sentences, args.limit)
+        result = measure(Path(args.artifacts) / args.variant, args.voice, sentences, backend=args.backend,
+                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except (IntelligibilityError, ChainError, BackendError, FileNotFoundError, ManifestError) as error:
+        print(f"kokoro-build wer: {error}", file=sys.stderr)
+        return 1
+    for row in result["worse_sentences"]:
+        print(f"worse: {row['text']!r}\n  fp32 heard:   {row['reference_transcript']!r}\n"
+              f"  {args.backend} heard: {row['transcript']!r}")
+    print(f"{args.variant}: WER {result['wer']:.1%} ({args.backend}) against {result['wer_fp32']:.1%} "
+          f"(fp32 twins), {result['wer_increase']:+.1%}, {result['sentences']} sentences, "
+          f"{result['words']} words, {result['transcriber']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from kokoro_build.scale.executors import ExecutorError, make_executor
     from kokoro_build.scale.sweep import VARIANT_RESOURCES, run_sweep
@@ -296,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tune only weights larger than this (default: the stage's compress block's, else 2048)")
     tune.add_argument("--no-verify", action="store_true", help="write the recipe without building it")
     tune.set_defaults(run=cmd_tune)
+    wer = sub.add_parser("wer", help="word error rate of a built variant's speech against its fp32 twins', "
+                                     "transcribed by an offline Whisper (requirements/intelligibility.txt)")
+    wer.add_argument("variant", nargs="?", default="default")
+    wer.add_argument("--sentences", help="one sentence a line (default: benchmarks/data/intelligibility.txt)")
+    wer.add_argument("--limit", type=int, help="the first N sentences only")
+    wer.add_argument("--voice", default="jf_alpha")
+    wer.add_argument("--backend", default="mil", choices=("mil", "coreml", "executorch", "torch"),
+                     help="how the variant speaks (default mil: the saved .mlpackage files)")
+    wer.add_argument("--json", help="also write the result (per-sentence transcripts) to this file")
+    wer.add_argument("--artifacts", default="artifacts", help="where variants are built")
+    wer.set_defaults(run=cmd_wer)
     sweep = sub.add_parser("sweep", help="build every variant of a sweep file (a grid and/or named overlays "
                                          "of one pipeline) and tabulate size, speech, ANE share and digests "
                                          "(exit 1 if any variant failed)")

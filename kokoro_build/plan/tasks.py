@@ -144,14 +144,19 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
         targets=[str(manifest)],
         uptodate=[config_changed({"stages": manifest_stages, "config": config_dump, "runtime": runtime})])
     audio_gates = config.verify.audio.model_dump()
+    intelligibility = config.verify.intelligibility.model_dump()
+    sentences = [config.verify.intelligibility.sentence_file] if intelligibility["enabled"] else []
     yield _task(
         "kokoro_build.report.variant:write_variant_report",
-        [str(out), config.model.voices[0], str(out / "report.md"), str(out / "report.html"), audio_gates],
+        [str(out), config.model.voices[0], str(out / "report.md"), str(out / "report.html"), audio_gates,
+         intelligibility],
         basename="report",
         doc="report.md + report.html: parity, ANE verdicts, one sentence through the chain "
-            "(PESQ, MCD and log-mel correlation gated by verify.audio)",
-        file_dep=[str(manifest)], targets=[str(out / "report.md"), str(out / "report.html")],
-        uptodate=[config_changed({"voice": config.model.voices[0], "audio": audio_gates})])
+            "(PESQ, MCD and log-mel correlation gated by verify.audio), and the word error rate "
+            "when verify.intelligibility is enabled",
+        file_dep=[str(manifest), *sentences], targets=[str(out / "report.md"), str(out / "report.html")],
+        uptodate=[config_changed({"voice": config.model.voices[0], "audio": audio_gates,
+                                  "intelligibility": intelligibility})])
 
 
 def stage_runs(config: PipelineConfig, stage_name: str, out: Path, calibration: Path | None) -> list[StageRun]:

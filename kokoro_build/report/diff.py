@@ -101,7 +101,9 @@ SPEECH_METRICS = (("PESQ", ("pesq",)), ("MCD after DTW dB", ("mcd_dtw_db",)), ("
                   ("durations changed", ("durations", "changed_share")),
                   ("teacher-forced PESQ", ("teacher_forced", "pesq")),
                   ("teacher-forced MCD dB", ("teacher_forced", "mcd_db")),
-                  ("F0 error cents", ("teacher_forced", "f0_error_cents")))
+                  ("F0 error cents", ("teacher_forced", "f0_error_cents")),
+                  ("WER (verify.intelligibility)", ("intelligibility", "wer")),
+                  ("WER increase over fp32", ("intelligibility", "wer_increase")))
 
 
 def speech_metrics(side: Side) -> dict[str, float]:

@@ -43,7 +43,7 @@ class AudioGateError(RuntimeError):
 
 
 def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: str,
-                         gates: dict | None = None) -> None:
+                         gates: dict | None = None, intelligibility: dict | None = None) -> None:
     import soundfile
 
     from kokoro_build.report import plots
@@ -76,6 +76,9 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
         figures["spectrogram"] = plots.spectrogram_chart(reference.audio, chain.audio)
         with atomic_path(folder / "sample.wav") as tmp:
             soundfile.write(str(tmp), chain.audio, sample_rate, format="WAV")
+        if (intelligibility or {}).get("enabled"):
+            audio["intelligibility"] = _word_error_rate(root, voice, intelligibility)
+            audio["failures"] += audio["intelligibility"]["failures"]
     for name, png in figures.items():
         with atomic_path(folder / f"{name}.png") as tmp:
             tmp.write_bytes(png)
@@ -93,6 +96,16 @@ def write_variant_report(variant_dir: str, voice: str, out_md: str, out_html: st
     elif audio.get("failures"):
         raise AudioGateError(f"{root}: the saved artifacts' speech missed verify.audio: "
                              f"{'; '.join(audio['failures'])} (report: {out_md})")
+
+
+def _word_error_rate(root: Path, voice: str, settings: dict) -> dict:
+    """verify.intelligibility: the sentence set through the twins and the saved artifacts."""
+    from kokoro_build.report.intelligibility import intelligibility_failures, measure, read_sentences
+    sentences = read_sentences(settings.get("sentences"), settings.get("limit"))
+    print(f"report {root.name}: word error rate on {len(sentences)} sentences (twins, then the "
+          "saved artifacts, each transcribed by Whisper)", flush=True)
+    result = measure(root, voice, sentences, progress=lambda line: print(line, flush=True))
+    return {**result, "failures": intelligibility_failures(result, settings.get("max_wer_increase"))}
 
 
 def _durations(reference, chain) -> dict:
@@ -144,7 +157,17 @@ def speech_finding(audio: dict) -> str:
             f"fp32 torch twins, same noise: PESQ {audio['pesq']:.2f} (wideband), MCD "
             f"{audio['mcd_db']:.2f} dB, log-mel correlation {audio['mel_correlation']:.4f}"
             f"{_dtw(audio)}; {_timing(audio.get('durations'))}{_forced(audio)}{verdict}. "
-            f"The evaluator ran at {audio['evaluator_real_time_factor']:.2f}x real time.")
+            f"The evaluator ran at {audio['evaluator_real_time_factor']:.2f}x real time.{_wer(audio)}")
+
+
+def _wer(audio: dict) -> str:
+    """verify.intelligibility's result (absent unless enabled)."""
+    wer = audio.get("intelligibility")
+    if not wer:
+        return ""
+    return (f" Word error rate ({wer['transcriber']}, {wer['sentences']} sentences, {wer['words']} words): "
+            f"{wer['wer']:.1%} from the saved artifacts against {wer['wer_fp32']:.1%} from the fp32 twins "
+            f"({wer['wer_increase']:+.1%}; {len(wer['worse_sentences'])} sentence(s) heard worse).")
 
 
 def _dtw(audio: dict) -> str:

@@ -408,6 +408,32 @@ class AudioConfig(Strict):
     enforce: bool = True
 
 
+DEFAULT_INTELLIGIBILITY_SENTENCES = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "intelligibility.txt"
+
+
+class IntelligibilityConfig(Strict):
+    """Word error rate of the variant's speech (report/intelligibility.py): each sentence
+    spoken by the fp32 twins and by the saved artifacts (MIL evaluator), transcribed by
+    an offline Whisper tiny.en (the optional extra requirements/intelligibility.txt).
+    Off by default: about 25 s a sentence on a 2-core box (BENCHMARKS.md)."""
+
+    enabled: bool = False
+    # one sentence a line (# comments); default: benchmarks/data/intelligibility.txt
+    sentences: str | None = None
+    limit: int | None = Field(default=None, ge=1)  # the first N sentences only
+    # the saved artifacts' WER minus the fp32 twins' (a fraction: 0.02 = 2 points)
+    max_wer_increase: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @field_validator("sentences")
+    @classmethod
+    def _sentences_exist(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _existing_file(value, info)
+
+    @property
+    def sentence_file(self) -> str:
+        return self.sentences or str(DEFAULT_INTELLIGIBILITY_SENTENCES)
+
+
 class CacheConfig(Strict):
     """A remote step cache behind the local `artifacts/.cache/` (store/remote.py): the
     same keys, so machines that share it skip each other's weights, traces and
@@ -496,6 +522,7 @@ class VerifyConfig(Strict):
     executorch: ExecuTorchParity = Field(default_factory=ExecuTorchParity)
     ane: AneConfig = Field(default_factory=AneConfig)
     audio: AudioConfig = Field(default_factory=AudioConfig)
+    intelligibility: IntelligibilityConfig = Field(default_factory=IntelligibilityConfig)
     lint: LintConfig = Field(default_factory=LintConfig)
 
 
