@@ -13,7 +13,9 @@ Then, for K = 1 .. 8 buckets, the bucket set that minimizes the padded share of 
 computed frames (or tokens) is found exactly (dynamic programming over the sorted
 lengths; the largest bucket is the longest chunk, rounded up to `--round`). The
 share weights each chunk by its computed size, as the stage's work grows with it.
-Prints a Markdown table and one JSON line.
+With `--held-out FILE` (default: the chain benchmark's 24 sentences, which the sets are
+not fitted on), each set's padding on those texts' chunks too: how the choice does out
+of sample. Prints a Markdown table and one JSON line.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 CORPUS = ROOT / "benchmarks" / "data" / "bucket_corpus.txt"
+HELD_OUT = ROOT / "benchmarks" / "data" / "chain_sentences.txt"
 VOICE = "jf_alpha"
 
 
@@ -61,6 +64,17 @@ def best_buckets(lengths: list[int], count: int, round_to: int) -> tuple[list[in
         k -= 1
     computed = best[min(count, n)][n - 1]
     return sorted(buckets), 1 - real / computed
+
+
+def padding_share(lengths: list[int], buckets: list[int]) -> float:
+    """The padded share of the computed sizes, each length at the smallest bucket that
+    holds it (none: 1.0, it can't run)."""
+    computed = [min((b for b in buckets if b >= n), default=None) for n in lengths]
+    return 1.0 if None in computed else 1 - sum(lengths) / sum(computed)
+
+
+def read_texts(path) -> list[str]:
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip() and not line.startswith("#")]
 
 
 def chunk_lengths(texts: list[str], max_frames: int) -> list[tuple[int, int]]:
@@ -112,32 +126,40 @@ def chunk_lengths(texts: list[str], max_frames: int) -> list[tuple[int, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--corpus", default=str(CORPUS))
+    parser.add_argument("--held-out", default=str(HELD_OUT), help="texts to check the fitted sets on ('' for none)")
     parser.add_argument("--max-frames", type=int, default=1200, help="the largest frame bucket the chain may use")
     parser.add_argument("--round", type=int, default=8, help="bucket sizes are multiples of this")
     parser.add_argument("--json")
     args = parser.parse_args()
     import torch
     torch.set_num_threads(2)
-    texts = [line.strip() for line in Path(args.corpus).read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    texts = read_texts(args.corpus)
     start = time.time()
     chunks = chunk_lengths(texts, args.max_frames)
+    held_out = chunk_lengths(read_texts(args.held_out), args.max_frames) if args.held_out else []
     tokens, frames = [t for t, _ in chunks], [f for _, f in chunks]
     rows = []
-    for count in range(1, 9):
+    for count in range(1, 11):
         frame_buckets, frame_pad = best_buckets(frames, count, args.round)
         token_buckets, token_pad = best_buckets(tokens, count, args.round)
-        rows.append({"buckets": count, "frames": frame_buckets, "frame_padding": round(frame_pad, 4),
-                     "tokens": token_buckets, "token_padding": round(token_pad, 4)})
+        row = {"buckets": count, "frames": frame_buckets, "frame_padding": round(frame_pad, 4),
+               "tokens": token_buckets, "token_padding": round(token_pad, 4)}
+        if held_out:  # the corpus's largest bucket may be too small for a held-out chunk
+            row["held_out_frame_padding"] = round(padding_share(
+                [f for _, f in held_out], frame_buckets[:-1] + [max(frame_buckets[-1], args.max_frames)]), 4)
+            row["held_out_token_padding"] = round(padding_share(
+                [t for t, _ in held_out], token_buckets[:-1] + [max(token_buckets[-1], 512)]), 4)
+        rows.append(row)
     print(f"{len(texts)} texts, {len(chunks)} chunks: tokens {min(tokens)}-{max(tokens)}, "
-          f"frames {min(frames)}-{max(frames)} ({time.time() - start:.0f} s)")
-    print("| buckets | frame buckets | frame padding | token buckets | token padding |")
-    print("|---|---|---|---|---|")
+          f"frames {min(frames)}-{max(frames)}; held out: {len(held_out)} chunks ({time.time() - start:.0f} s)")
+    print("| buckets | frame buckets | frame padding | held out | token buckets | token padding | held out |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['buckets']} | {r['frames']} | {r['frame_padding']:.1%} | {r['tokens']} | {r['token_padding']:.1%} |")
-    result = {"texts": len(texts), "chunks": chunks, "rows": rows, "machine": platform.machine(),
-              "max_frames": args.max_frames}
-    print(json.dumps({k: v for k, v in result.items() if k != "chunks"}))
+        print(f"| {r['buckets']} | {r['frames']} | {r['frame_padding']:.1%} | {r.get('held_out_frame_padding', 0):.1%} "
+              f"| {r['tokens']} | {r['token_padding']:.1%} | {r.get('held_out_token_padding', 0):.1%} |")
+    result = {"texts": len(texts), "chunks": chunks, "held_out_chunks": held_out, "rows": rows,
+              "machine": platform.machine(), "max_frames": args.max_frames}
+    print(json.dumps({k: v for k, v in result.items() if not k.endswith("chunks")}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 

@@ -34,6 +34,14 @@ EXACT_OPS = frozenset({"reshape", "transpose", "expand_dims", "squeeze", "slice_
                        "gather_along_axis", "reverse"})
 
 
+def _input_var_ids(op) -> frozenset[int]:
+    """ids of the MIL vars an op reads (an input may be a tuple of vars)."""
+    ids = set()
+    for value in op.inputs.values():
+        ids.update(id(v) for v in (value if isinstance(value, (list, tuple)) else (value,)))
+    return frozenset(ids)
+
+
 def load_program(package: str | Path):
     """The MIL Program of a saved .mlpackage (spec + weights dir)."""
     import coremltools as ct
@@ -58,6 +66,13 @@ class MilEvaluator:
         self.package, self.precision = Path(package), precision
         self.program = program if program is not None else load_program(package)
         self._constants: dict[int, torch.Tensor] = {}  # id(var) -> tensor, built once
+        # Expanded compressed weights (constexpr_* outputs) of the function run last:
+        # id(op) -> (stored outputs, ids of the vars they were made from). A chain that
+        # speaks chunk after chunk runs a function many times; one function's constants
+        # and dense weights are kept at a time (a multifunction package has a copy per
+        # function, so keeping all of them grew with the function count).
+        self._expanded: dict[int, tuple[tuple, frozenset]] = {}
+        self._expanded_function: str | None = None
         self._scratch = torch.empty(0, dtype=torch.float16)
 
     @property
@@ -88,6 +103,7 @@ class MilEvaluator:
             raise MilEvalError(f"{self.package.name}: no function {function!r} "
                                f"(has: {', '.join(self.functions)})")
         func = self.program.functions[function]
+        self._keep_expanded_of(function)
         env: dict[str, object] = {}
         if stats is not None:
             stats.runs += 1
@@ -116,6 +132,7 @@ class MilEvaluator:
         reused)."""
         start, saved = checkpoints.latest(op_index)
         func = self.program.functions[function]
+        self._keep_expanded_of(function)
         with torch.no_grad():
             outputs = self._run_block(func, dict(saved), None, start=start)
         return {var.name: _to_numpy(value) for var, value in zip(func.outputs, outputs)}
@@ -124,6 +141,7 @@ class MilEvaluator:
     def substituted(self, values: dict):
         """Constants replaced by other values (a MIL var -> numpy array) while inside."""
         saved = {id(var): self._constants.get(id(var)) for var in values}
+        self._forget_expanded(set(saved))
         try:
             for var, value in values.items():
                 self._constants[id(var)] = _constant(value)
@@ -134,6 +152,19 @@ class MilEvaluator:
                     self._constants.pop(key, None)
                 else:
                     self._constants[key] = value
+            self._forget_expanded(set(saved))
+
+    def _keep_expanded_of(self, function: str) -> None:
+        if function != self._expanded_function:
+            self._expanded.clear()
+            if self._expanded_function is not None:
+                self._constants.clear()
+            self._expanded_function = function
+
+    def _forget_expanded(self, var_ids: set[int]) -> None:
+        """Drop the expanded weights made from any of these (substituted) values."""
+        for key in [k for k, (_, made_from) in self._expanded.items() if made_from & var_ids]:
+            del self._expanded[key]
 
     # -- execution -----------------------------------------------------------------
     def _run_block(self, block, env: dict, stats, progress=None, shapes=None, memory=None,
@@ -150,21 +181,14 @@ class MilEvaluator:
             if op.op_type == "const" or (not op.op_type.startswith("constexpr_") and
                                          all(out.val is not None for out in op.outputs)):
                 continue  # a constant (folded by coremltools' loader): read on use
-            kernel = KERNELS.get(op.op_type)
-            if kernel is None:
-                raise MilEvalError(f"{self.package.name}: no kernel for MIL op type "
-                                   f"{op.op_type!r} (op {op.name})")
-            args = Args(op, lambda var: self._value(var, env), self, env)
-            try:
-                result = kernel(op, args)
-            except MilEvalError:
-                raise
-            except Exception as err:  # name the op: a bare torch error says nothing
-                raise MilEvalError(f"{self.package.name}: op {op.name} ({op.op_type}) "
-                                   f"failed: {type(err).__name__}: {err}") from err
-            results = result if isinstance(result, (tuple, list)) else (result,)
-            exact = op.op_type in EXACT_OPS
-            inputs = {id(v) for v in args.read}
+            expanded = self._expanded.get(id(op)) if op.op_type.startswith("constexpr_") else None
+            if expanded is not None:  # stored (rounded) when first made: kept as they are
+                results, exact, inputs = expanded[0], True, set()
+            else:
+                args = self._args(op, env)
+                results = self._call(op, args)
+                exact = op.op_type in EXACT_OPS
+                inputs = {id(v) for v in args.read}
             for var, value in zip(op.outputs, results):
                 if exact and isinstance(value, torch.Tensor) and value.dtype is torch.float32:
                     env[var.name] = value
@@ -177,6 +201,8 @@ class MilEvaluator:
                     shapes[var.name] = tuple(env[var.name].shape)
                 if memory is not None:
                     memory.hold(var.name, env[var.name], var.dtype)
+            if op.op_type.startswith("constexpr_") and expanded is None:
+                self._expanded[id(op)] = (tuple(env[var.name] for var in op.outputs), _input_var_ids(op))
             if memory is not None:
                 memory.settle()
             for name in last_use.get(index, ()):
@@ -187,6 +213,24 @@ class MilEvaluator:
             if progress:
                 progress(index + 1, len(operations))
         return [self._value(var, env) for var in block.outputs]
+
+    def _args(self, op, env: dict) -> Args:
+        return Args(op, lambda var: self._value(var, env), self, env)
+
+    def _call(self, op, args: Args) -> tuple:
+        """The op's kernel on its arguments: its outputs as a tuple."""
+        kernel = KERNELS.get(op.op_type)
+        if kernel is None:
+            raise MilEvalError(f"{self.package.name}: no kernel for MIL op type "
+                               f"{op.op_type!r} (op {op.name})")
+        try:
+            result = kernel(op, args)
+        except MilEvalError:
+            raise
+        except Exception as err:  # name the op: a bare torch error says nothing
+            raise MilEvalError(f"{self.package.name}: op {op.name} ({op.op_type}) "
+                               f"failed: {type(err).__name__}: {err}") from err
+        return tuple(result) if isinstance(result, (tuple, list)) else (result,)
 
     def run_block(self, block, env: dict, stats=None) -> list:
         """For control-flow kernels: run a nested block in a child scope."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 from pathlib import Path
 
 from kokoro_build.schema.run import StageRun
@@ -61,6 +62,21 @@ def run_twin(traced: str, inputs) -> tuple[tuple, float]:
     return (reference if isinstance(reference, (tuple, list)) else (reference,)), time.time() - start
 
 
+@lru_cache(maxsize=1)
+def _loaded(package: str, precision: str, digest: str):
+    """The package's evaluator, loaded once for the verify tasks of its functions (doit
+    runs them one after the other in one process; loading the vocoder took ~5 s of each).
+    `digest` (the package's digest file) keys it: a rebuilt package is loaded anew."""
+    from kokoro_build.verify.mil_eval import MilEvaluator
+    return MilEvaluator(package, precision)
+
+
+def load_evaluator(package: str, precision: str):
+    from kokoro_build.store.package import digest_path
+    digest = digest_path(package)
+    return _loaded(str(Path(package).resolve()), precision, digest.read_text() if digest.is_file() else "")
+
+
 def threshold_for(thresholds: dict, output: str) -> float:
     return thresholds.get("outputs", {}).get(output, thresholds["min_psnr_db"])
 
@@ -91,7 +107,6 @@ def verify_artifact(run: StageRun) -> None:
     from kokoro_build.verify.golden import write_golden
     from kokoro_build.verify.lint import failing
     from kokoro_build.verify.memory import ActivationMeter, memory_floor
-    from kokoro_build.verify.mil_eval import MilEvaluator
 
     package, function, out_path = run.paths.package, run.function, run.paths.verified
     label = f"{run.kind} {Path(package).name}" + (f":{function}" if function else "")
@@ -100,7 +115,7 @@ def verify_artifact(run: StageRun) -> None:
     names = [spec.name for spec in stage.inputs(at)]
     print(f"verify {label}: MIL evaluator ({run.precision}) at {at}", flush=True)
     start = time.time()
-    evaluator = MilEvaluator(package, run.precision)
+    evaluator = load_evaluator(package, run.precision)
     shapes: dict = {}
     meter = ActivationMeter()
     feed = {n: x.numpy() for n, x in zip(names, inputs)}

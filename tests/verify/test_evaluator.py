@@ -21,8 +21,8 @@ def _expand(make, opset):
     return got.numpy(), np.asarray(op.materialized_val_inference(), np.float32)
 
 
-@pytest.mark.parametrize("case", ["affine", "lut_ios16", "sparse_ios16", "lut_ios18", "vector_lut_ios18",
-                                  "blockwise_ios18"])
+@pytest.mark.parametrize("case", ["affine", "lut_ios16", "sparse_ios16", "lut_ios18", "lut_ios18_2d_blocks",
+                                  "vector_lut_ios18", "blockwise_ios18"])
 def test_compressed_weights_expand_like_coremltools(case):
     q = rng.integers(0, 255, (4, 6)).astype(np.uint8)
     if case == "affine":
@@ -44,6 +44,11 @@ def test_compressed_weights_expand_like_coremltools(case):
         from coremltools.converters.mil.mil import types
         indices = rng.integers(0, 4, (4, 6)).astype(types.np_uint2_dtype)
         lut = rng.standard_normal((2, 1, 4, 1)).astype(np.float32)  # a LUT per 2 rows
+        got, expected = _expand(lambda: mb.constexpr_lut_to_dense(indices=indices, lut=lut), ct.target.iOS18)
+    elif case == "lut_ios18_2d_blocks":  # a LUT per 2 rows x 2 columns: block numbers row-major
+        from coremltools.converters.mil.mil import types
+        indices = rng.integers(0, 4, (4, 6)).astype(types.np_uint2_dtype)
+        lut = rng.standard_normal((2, 3, 4, 1)).astype(np.float32)
         got, expected = _expand(lambda: mb.constexpr_lut_to_dense(indices=indices, lut=lut), ct.target.iOS18)
     elif case == "vector_lut_ios18":  # each index gives 3 neighbours along axis 1
         from coremltools.converters.mil.mil import types
@@ -191,3 +196,24 @@ def test_the_memory_meter_counts_the_most_bytes_alive_at_once_at_the_programs_wi
     MilEvaluator("a.mlpackage", "fp16", program=program).run(
         {"x": np.ones(1000, np.float16 if dtype == "fp16" else np.float32)}, memory=meter)
     assert meter.peak_bytes == 3000 * width
+
+
+def test_expanded_weights_are_made_once_per_function_and_remade_from_a_substituted_palette():
+    from coremltools.converters.mil.mil import types
+    indices = rng.integers(0, 4, (3, 4)).astype(types.np_uint2_dtype)
+    lut = rng.standard_normal((1, 1, 4, 1)).astype(np.float32)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(2, 4))], opset_version=ct.target.iOS18)
+    def program(x):
+        return mb.linear(x=x, weight=mb.constexpr_lut_to_dense(indices=indices, lut=lut))
+
+    evaluator = MilEvaluator("test.mlpackage", "fp32", program=program)
+    x = {"x": rng.standard_normal((2, 4)).astype(np.float32)}
+    first = evaluator.run(x)
+    (expand,) = [op for op in program.functions["main"].operations if op.op_type == "constexpr_lut_to_dense"]
+    assert list(evaluator._expanded) == [id(expand)]
+    np.testing.assert_array_equal(next(iter(evaluator.run(x).values())), next(iter(first.values())))
+    with evaluator.substituted({expand.inputs["lut"]: lut * 2}):  # a new palette: expanded anew
+        doubled = next(iter(evaluator.run(x).values()))
+    np.testing.assert_allclose(doubled, 2 * next(iter(first.values())), rtol=1e-6)
+    np.testing.assert_array_equal(next(iter(evaluator.run(x).values())), next(iter(first.values())))

@@ -17,11 +17,24 @@ def _per_axis(values: torch.Tensor, rank: int, dim: int) -> torch.Tensor:
 
 
 def _blockwise(values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Repeat each entry of a per-block tensor over its block (block = shape / values.shape)."""
+    """Repeat each entry of a per-block tensor over its block (block = shape / values.shape).
+    expand + reshape: one copy (repeat_interleave built an index per dim, and was most of
+    a palettized vocoder's evaluator run)."""
     for dim, (full, blocks) in enumerate(zip(shape, values.shape)):
         if blocks != full:
-            values = values.repeat_interleave(full // blocks, dim=dim)
+            sizes = list(values.shape)
+            values = values.unsqueeze(dim + 1).expand(*sizes[:dim + 1], full // blocks, *sizes[dim + 1:])
+            values = values.reshape(*sizes[:dim], full, *sizes[dim + 1:])
     return values
+
+
+def _block_ids(shape: tuple[int, ...], blocks: tuple[int, ...]) -> torch.Tensor:
+    """Each element's flat (row-major) block number, for `shape` cut into `blocks` equal
+    blocks per dim: a long tensor of `shape`."""
+    ids = torch.zeros((), dtype=torch.long)
+    for full, count in zip(shape, blocks):
+        ids = ids.unsqueeze(-1) * count + torch.arange(full) // (full // count)
+    return ids
 
 
 @kernel("constexpr_affine_dequantize")
@@ -69,9 +82,12 @@ def lut_to_dense(op, a):
     indices = a.tensor("indices").to(torch.long)
     rank = indices.dim()
     palettes, vector = lut.shape[rank], lut.shape[rank + 1]
-    per_block = _blockwise(lut, (*indices.shape, palettes, vector))
-    picked = torch.gather(per_block, rank, indices[..., None, None].expand(*indices.shape, 1, vector))
-    picked = picked.squeeze(rank)  # [*indices.shape, vector]
+    # each element reads its own block's palette: [blocks, palettes, vector][block, index]
+    # (not the palettes repeated over every element: that copy was most of the run)
+    blocks = tuple(lut.shape[:rank])
+    table = lut.reshape(-1, palettes, vector)
+    picked = (table[0][indices] if table.shape[0] == 1 else
+              table[_block_ids(tuple(indices.shape), blocks), indices])  # [*indices.shape, vector]
     if vector == 1:
         return picked.squeeze(-1)
     vector_axis = axis(a.int("vector_axis", 0), rank)
