@@ -63,6 +63,23 @@ def main() -> None:
                     outputs.append(kmodel.forward_with_tokens(torch.LongTensor([chunk.tokens]), ref_s, 1.0))
         return outputs
 
+    # where the time goes: the chain per stage (its backend's runs), KModel's decoder
+    # (the vocoder with its source and iSTFT) apart from the rest
+    stage_seconds: dict[str, float] = {}
+    backend_run = chain.backend.run
+
+    def timed_run(artifact, inputs):
+        start = time.perf_counter()
+        try:
+            return backend_run(artifact, inputs)
+        finally:
+            stage = Path(artifact.package).parts[0]
+            stage_seconds[stage] = stage_seconds.get(stage, 0.0) + time.perf_counter() - start
+    chain.backend.run = timed_run
+    decoder_seconds = [0.0]
+    kmodel.decoder.register_forward_pre_hook(lambda *_: decoder_seconds.__setitem__(0, decoder_seconds[0] - time.perf_counter()))
+    kmodel.decoder.register_forward_hook(lambda *_: decoder_seconds.__setitem__(0, decoder_seconds[0] + time.perf_counter()))
+
     speeches = run_chain()  # warm-up (loads the traced modules)
     reference = run_kmodel(speeches)
     chunks = [c for s in speeches for c in s.chunks]
@@ -71,6 +88,8 @@ def main() -> None:
                "mel_correlation": round(mel_correlation(c.audio, audio.numpy()), 5)}
               for c, (audio, dur) in zip(chunks, reference)]
     chain_s, kmodel_s = [], []
+    stage_seconds.clear()
+    decoder_seconds[0] = 0.0
     for _ in range(args.repeats):
         start = time.perf_counter()
         speeches = run_chain()
@@ -93,6 +112,8 @@ def main() -> None:
         "chain_rtf": round(audio_s / min(chain_s), 2), "kmodel_rtf": round(audio_s / min(kmodel_s), 2),
         "chain_vs_kmodel_speed": round(min(kmodel_s) / min(chain_s), 3),
         "padding_share_of_frames": padded,
+        "chain_stage_seconds_per_run": {k: round(v / args.repeats, 2) for k, v in sorted(stage_seconds.items())},
+        "kmodel_decoder_seconds_per_run": round(decoder_seconds[0] / args.repeats, 2),
         "buckets": [c.buckets for c in chunks], "parity": parity,
     }))
 

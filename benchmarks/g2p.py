@@ -30,13 +30,8 @@ STRESS = "ˈˌ"
 
 
 def edit_distance(a, b) -> int:
-    previous = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        current = [i]
-        for j, y in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
-        previous = current
-    return previous[-1]
+    from kokoro_build.report.intelligibility import word_errors  # any sequences, not only words
+    return word_errors(list(a), list(b))
 
 
 def error_rate(pairs: list[tuple[str, str]], strip: str = "") -> float:

@@ -44,7 +44,7 @@ def normalize_words(text: str) -> list[str]:
 
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> int:
-    """Substitutions + deletions + insertions (word-level Levenshtein distance)."""
+    """Substitutions + deletions + insertions (Levenshtein distance; of any sequences)."""
     previous = list(range(len(hypothesis) + 1))
     for i, ref in enumerate(reference, 1):
         current = [i]

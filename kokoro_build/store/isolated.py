@@ -33,7 +33,7 @@ class IsolatedStepError(RuntimeError):
     pass
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     try:
         ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the child may outlive a killed build
@@ -49,7 +49,7 @@ def run_isolated(func: Callable, *args) -> None:
     context = multiprocessing.get_context("forkserver")
     extra = getattr(sys.modules.get(func.__module__), "FORKSERVER_PRELOAD", ())
     context.set_forkserver_preload([*PRELOAD, *extra])
-    with ProcessPoolExecutor(1, mp_context=context, initializer=_die_with_parent) as pool:
+    with ProcessPoolExecutor(1, mp_context=context, initializer=die_with_parent) as pool:
         try:
             pool.submit(func, *args).result()
         except BrokenProcessPool:

@@ -72,3 +72,25 @@ def test_the_chain_runs_each_materialized_function_by_bucket(built):
         used |= {(c.buckets["duration"], c.buckets["vocoder"]) for c in spoken.chunks}
         assert mel_correlation(reference.audio, spoken.audio) > 0.999
     assert {v for _, v in used} == {300, 600} and {d for d, _ in used} == {64}, used
+
+
+@pytest.mark.slow
+def test_functions_materialized_in_parallel_are_the_bytes_of_serial_ones(built, tmp_path, monkeypatch):
+    from kokoro_build.store.package import tree_digest
+    from kokoro_build.targets.coreml import materialize as materializing
+    variant, _ = built
+    from kokoro_build.store.package import digest_path
+    from kokoro_build.targets.coreml.export import specs_at_bucket
+    (source,) = (variant / "_work" / "vocoder" / "source").glob("*.mlpackage")
+    export = json.loads(digest_path(variant / "_work" / "vocoder" / "frames_buckets.traced.pt").read_text())
+    shapes = {f"frames_{n}": {spec["name"]: tuple(spec["shape"]) for spec in
+                              specs_at_bucket(export["inputs"], export["flexible"], {"frames": n})}
+              for n in (300, 600)}
+    digests = []
+    for min_bytes in (10 ** 12, 0):  # serial, then a process per function
+        monkeypatch.setattr(materializing, "PARALLEL_MIN_BYTES", min_bytes)
+        out = tmp_path / f"{min_bytes}" / "vocoder.mlpackage"
+        out.parent.mkdir()
+        materializing.materialize(str(source), shapes, "frames_600", out)
+        digests.append(tree_digest(out)["sha256"])
+    assert digests[0] == digests[1]

@@ -12,15 +12,30 @@ of once per bucket (BENCHMARKS.md "Materialized buckets").
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from kokoro_build.schema.run import report_path
+from kokoro_build.store.isolated import die_with_parent
 from kokoro_build.store.package import atomic_path, digest_path, tree_digest, write_digest, write_json
 from kokoro_build.store.reproducible import reset_mil_names
 from kokoro_build.targets.coreml.export import specs_at_bucket
 from kokoro_build.targets.coreml.multifunction import package_metadata, save_functions, stamped_copy
+
+
+# Function-materializing processes at once (each loads the source program: the vocoder
+# peaks near 1 GB); spawned, and killed with the build. A process costs seconds of
+# imports, more than a small package's functions take (the islands, tests' tiny model).
+MAX_WORKERS = 2
+PARALLEL_MIN_BYTES = 10_000_000
+
+
+def _bytes(package: str) -> int:
+    return sum(f.stat().st_size for f in Path(package).rglob("*") if f.is_file())
 
 
 def materialize_functions(plan: dict, out_path: str) -> None:
@@ -69,10 +84,17 @@ def materialize(source: str, shapes: dict[str, dict[str, tuple]], default: str, 
     coremltools 9.0). That function also keeps the range function beside the fixed
     ones."""
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".functions-") as scratch:
-        parts = {}
-        for name, fixed in shapes.items():
-            parts[name] = Path(scratch) / f"{name}.mlpackage"
-            _materialize_one(source, fixed, parts[name])
+        parts = {name: Path(scratch) / f"{name}.mlpackage" for name in shapes}
+        jobs = [(source, fixed, parts[name]) for name, fixed in shapes.items()]
+        workers = min(len(jobs), os.cpu_count() or 1, MAX_WORKERS)
+        if workers <= 1 or _bytes(source) < PARALLEL_MIN_BYTES:
+            for job in jobs:
+                _materialize_one(*job)
+        else:  # the functions are independent: one per core (BENCHMARKS.md "The default")
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=die_with_parent) as pool:
+                for future in [pool.submit(_materialize_one, *job) for job in jobs]:
+                    future.result()
         save_functions(parts, default, out)
 
 
