@@ -44,9 +44,18 @@ def test_second_variant_links_instead_of_rebuilding(tmp_path, capsys):
 
 def test_digest_inputs_key_by_content_not_by_their_timings(tmp_path):
     a, b = tmp_path / "a.digest.json", tmp_path / "b.digest.json"
-    a.write_text(json.dumps({"sha256": "1" * 64, "seconds": 3.0}))
-    b.write_text(json.dumps({"sha256": "1" * 64, "seconds": 9.0}))
+    a.write_text(json.dumps({"sha256": "1" * 64, "seconds": 3.0, "stat": {"x": [1, 2]}, "sizes": {"frames": 864}}))
+    b.write_text(json.dumps({"sha256": "1" * 64, "seconds": 9.0, "stat": {"x": [1, 5]}, "sizes": {"frames": 864}}))
     assert step_key("convert", {}, [str(a)]) == step_key("convert", {}, [str(b)])
+
+
+def test_digest_inputs_key_by_what_else_they_record(tmp_path):
+    """The same trace bytes for another bucket list: a convert step reads the list from
+    the trace's sidecar (into its report), so it is another key, not a stale hit."""
+    a, b = tmp_path / "a.digest.json", tmp_path / "b.digest.json"
+    a.write_text(json.dumps({"sha256": "1" * 64, "flexible": {"frames": {"buckets": [64, 88, 864]}}}))
+    b.write_text(json.dumps({"sha256": "1" * 64, "flexible": {"frames": {"buckets": [64, 96, 864]}}}))
+    assert step_key("convert", {}, [str(a)]) != step_key("convert", {}, [str(b)])
 
 
 def test_a_stored_output_that_changed_is_rebuilt(tmp_path):

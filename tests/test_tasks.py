@@ -261,16 +261,16 @@ def test_the_default_traces_and_converts_each_stage_once_and_materializes_its_bu
     vocoder = {name for name in tasks if name.startswith("vocoder:")}
     assert vocoder == {"vocoder:frames_buckets.export", "vocoder:frames_buckets.convert",
                        "vocoder:frames_buckets.compress", "vocoder:materialize",
-                       *(f"vocoder:frames_{f}.verify" for f in (112, 280, 728, 864))}
+                       *(f"vocoder:frames_{f}.verify" for f in (64, 96, 136, 200, 288, 416, 600, 864))}
     export = run_of(tasks["vocoder:frames_buckets.export"])
-    assert export.sizes == {"frames": 864} and export.flexible == {"frames": {"buckets": [112, 280, 728, 864]}}
+    assert export.sizes == {"frames": 864} and export.flexible == {"frames": {"buckets": list((64, 96, 136, 200, 288, 416, 600, 864))}}
     plan, package = tasks["vocoder:materialize"]["actions"][0][1]
     assert plan["source"].endswith("_work/vocoder/source/frames_buckets.mlpackage")
-    assert plan["functions"] == {f"frames_{f}": {"frames": f} for f in (112, 280, 728, 864)}
+    assert plan["functions"] == {f"frames_{f}": {"frames": f} for f in (64, 96, 136, 200, 288, 416, 600, 864)}
     assert plan["default"] == "frames_864" and package.endswith("default/vocoder/vocoder.mlpackage")
-    verify = tasks["vocoder:frames_280.verify"]
+    verify = tasks["vocoder:frames_288.verify"]
     run = run_of(verify)
-    assert run.function == "frames_280" and run.sizes == {"frames": 280} and not run.flexible
+    assert run.function == "frames_288" and run.sizes == {"frames": 288} and not run.flexible
     assert run.paths.traced.endswith("_work/vocoder/frames_buckets.traced.pt")  # the one twin
     assert run.paths.report in tasks["vocoder:materialize"]["targets"]  # the function's fixed I/O
     assert any(dep.endswith("vocoder/vocoder.digest.json") for dep in verify["file_dep"])
@@ -278,6 +278,6 @@ def test_the_default_traces_and_converts_each_stage_once_and_materializes_its_bu
     from kokoro_build.plan.tasks import converted_stages
     config = load_config(ROOT / "pipeline.yaml")
     entries = converted_stages(config, Path("/x/artifacts/default"))["vocoder"]["artifacts"]
-    assert [e["sizes"] for e in entries] == [{"frames": f} for f in (112, 280, 728, 864)]
+    assert [e["sizes"] for e in entries] == [{"frames": f} for f in (64, 96, 136, 200, 288, 416, 600, 864)]
     assert {e["package"] for e in entries} == {"/x/artifacts/default/_work/vocoder/converted/frames_buckets.mlpackage"}
     assert {e["task"] for e in entries} == {"vocoder:frames_buckets.convert"}

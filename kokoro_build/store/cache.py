@@ -30,11 +30,21 @@ def cache_root(artifacts: Path) -> Path:
     return artifacts / CACHE_DIR
 
 
+# What a digest sidecar records that is not a fact about its artifact: timings, and the
+# stat fingerprint (mtimes) that lets a check skip re-hashing.
+VOLATILE_DIGEST_FIELDS = frozenset({"seconds", "stat"})
+
+
 def _input_digest(path: str) -> str:
+    """An upstream artifact's digest sidecar: the content sha256 and everything else it
+    records (a trace's bucket list, I/O specs, provenance), but not timings. A step reads
+    those too: keyed on the content alone, a conversion whose trace was the same bytes
+    for a new bucket list came from the cache with the old list in its report."""
     if path.endswith(DIGEST_SUFFIX):
         recorded = json.loads(Path(path).read_text())
-        if "sha256" in recorded:  # the content, not the sidecar (which holds timings)
-            return recorded["sha256"]
+        if "sha256" in recorded:
+            facts = {k: v for k, v in recorded.items() if k not in VOLATILE_DIGEST_FIELDS}
+            return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
     return file_sha256(path)
 
 
