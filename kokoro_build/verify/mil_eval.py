@@ -139,7 +139,8 @@ class MilEvaluator:
 
     @contextmanager
     def substituted(self, values: dict):
-        """Constants replaced by other values (a MIL var -> numpy array) while inside."""
+        """Constants replaced by other values (a MIL var -> numpy array) while inside, for
+        runs of one function (running another one drops the substitutes)."""
         saved = {id(var): self._constants.get(id(var)) for var in values}
         self._forget_expanded(set(saved))
         try:
