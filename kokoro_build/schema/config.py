@@ -415,7 +415,7 @@ class IntelligibilityConfig(Strict):
     """Word error rate of the variant's speech (report/intelligibility.py): each sentence
     spoken by the fp32 twins and by the saved artifacts (MIL evaluator), transcribed by
     an offline Whisper tiny.en (the optional extra requirements/intelligibility.txt).
-    Off by default: about 25 s a sentence on a 2-core box (BENCHMARKS.md)."""
+    Off by default: about 14 s a sentence on a 2-core box (BENCHMARKS.md)."""
 
     enabled: bool = False
     # one sentence a line (# comments); default: benchmarks/data/intelligibility.txt
