@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def package_mb(variant: Path) -> float:
-    manifest = json.loads((variant / "manifest.json").read_text())
-    packages = {a["package"] for stage in manifest["stages"].values() for a in stage["artifacts"]}
-    return sum(f.stat().st_size for p in packages for f in (variant / p).rglob("*") if f.is_file()) / 1e6
+    from kokoro_build.schema.manifest import load_manifest
+    packages = {a.package: a.bytes for _, a in load_manifest(variant).artifacts()}
+    return sum(packages.values()) / 1e6
 
 
 def main() -> None:

@@ -91,10 +91,9 @@ class Transcriber:
                                    compute_type="int8", cpu_threads=threads)
 
     def __call__(self, audio: np.ndarray, sample_rate: int) -> str:
-        from scipy.signal import resample_poly
-        divisor = np.gcd(WHISPER_RATE, sample_rate)
-        audio16 = resample_poly(np.asarray(audio, np.float32), WHISPER_RATE // divisor, sample_rate // divisor)
-        segments, _ = self._model.transcribe(audio16.astype(np.float32), language="en", beam_size=1,
+        from kokoro_build.verify.audio import resample
+        segments, _ = self._model.transcribe(resample(audio, sample_rate, WHISPER_RATE, np.float32),
+                                             language="en", beam_size=1,
                                              temperature=0.0, condition_on_previous_text=False,
                                              vad_filter=False, without_timestamps=True)
         return " ".join(segment.text.strip() for segment in segments)

@@ -55,19 +55,24 @@ def mel_correlation(a, b) -> float:
 PESQ_RATE = 16000  # wideband PESQ is defined at 16 kHz
 
 
+def resample(audio, sample_rate: int, target_rate: int, dtype=np.float64) -> np.ndarray:
+    """`audio` (any shape, read flat) at `target_rate`, by a polyphase filter."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    common = gcd(target_rate, sample_rate)
+    return resample_poly(np.asarray(np.ravel(audio), dtype), target_rate // common,
+                         sample_rate // common).astype(dtype, copy=False)
+
+
 def pesq_wb(reference, degraded, sample_rate: int = 24000) -> float:
     """Wideband PESQ (MOS-LQO, 1.0..4.64) of `degraded` against `reference`, both
     resampled to 16 kHz with a polyphase filter and cut to the shorter length."""
-    from math import gcd
-
     from pesq import pesq
-    from scipy.signal import resample_poly
 
     length = min(len(np.ravel(reference)), len(np.ravel(degraded)))
-    common = gcd(PESQ_RATE, sample_rate)
-    up, down = PESQ_RATE // common, sample_rate // common
-    ref, deg = (resample_poly(np.asarray(np.ravel(x)[:length], np.float64), up, down)
-                for x in (reference, degraded))
+    ref, deg = (resample(np.ravel(x)[:length], sample_rate, PESQ_RATE) for x in (reference, degraded))
     return float(pesq(PESQ_RATE, ref, deg, "wb"))
 
 

@@ -75,7 +75,7 @@ def test_the_chain_runs_each_materialized_function_by_bucket(built):
 
 
 @pytest.mark.slow
-def test_functions_materialized_in_parallel_are_the_bytes_of_serial_ones(built, tmp_path, monkeypatch):
+def test_functions_materialized_in_parallel_are_the_bytes_of_serial_ones(built, tmp_path):
     from kokoro_build.store.package import tree_digest
     from kokoro_build.targets.coreml import materialize as materializing
     variant, _ = built
@@ -87,11 +87,10 @@ def test_functions_materialized_in_parallel_are_the_bytes_of_serial_ones(built, 
                               specs_at_bucket(export["inputs"], export["flexible"], {"frames": n})}
               for n in (300, 600)}
     digests = []
-    for min_bytes in (10 ** 12, 0):  # serial, then a process per function
-        monkeypatch.setattr(materializing, "PARALLEL_MIN_BYTES", min_bytes)
-        out = tmp_path / f"{min_bytes}" / "vocoder.mlpackage"
+    for parallel in (False, True):  # one at a time, then a process per function
+        out = tmp_path / f"{parallel}" / "vocoder.mlpackage"
         out.parent.mkdir()
-        materializing.materialize(str(source), shapes, "frames_600", out)
+        materializing.materialize(str(source), shapes, "frames_600", out, parallel=parallel)
         # as the build publishes it: saved again by stamped_copy, which also makes the
         # manifest's and the spec's bytes stable (a raw save differs run to run)
         stamped = out.parent / "stamped.mlpackage"

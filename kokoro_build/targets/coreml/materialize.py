@@ -34,10 +34,6 @@ MAX_WORKERS = 2
 PARALLEL_MIN_BYTES = 10_000_000
 
 
-def _bytes(package: str) -> int:
-    return sum(f.stat().st_size for f in Path(package).rglob("*") if f.is_file())
-
-
 def materialize_functions(plan: dict, out_path: str) -> None:
     """doit action. `plan`: {source: the converted (or compressed) range package,
     traced: its trace (whose digest describes each bucket's I/O), functions: {name:
@@ -61,7 +57,8 @@ def materialize_functions(plan: dict, out_path: str) -> None:
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent, prefix=".materialize-") as scratch:
         merged = Path(scratch) / "materialized.mlpackage"
-        materialize(plan["source"], shapes, plan["default"], merged)
+        materialize(plan["source"], shapes, plan["default"], merged,
+                    parallel=source_report["bytes"] >= PARALLEL_MIN_BYTES)
         with atomic_path(out_path) as tmp:
             stamped_copy(merged, tmp, {name: metadata for name in shapes}, plan["default"])
     digest = tree_digest(out_path)
@@ -71,7 +68,8 @@ def materialize_functions(plan: dict, out_path: str) -> None:
           f"(the range package {source_report['bytes'] / 1e6:.1f} MB) in {time.time() - start:.0f} s", flush=True)
 
 
-def materialize(source: str, shapes: dict[str, dict[str, tuple]], default: str, out: Path) -> None:
+def materialize(source: str, shapes: dict[str, dict[str, tuple]], default: str, out: Path,
+                parallel: bool = False) -> None:
     """`source`'s main function fixed at each {function: {input: shape}}, saved at `out`
     as one package (without the range function).
 
@@ -86,8 +84,8 @@ def materialize(source: str, shapes: dict[str, dict[str, tuple]], default: str, 
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".functions-") as scratch:
         parts = {name: Path(scratch) / f"{name}.mlpackage" for name in shapes}
         jobs = [(source, fixed, parts[name]) for name, fixed in shapes.items()]
-        workers = min(len(jobs), os.cpu_count() or 1, MAX_WORKERS)
-        if workers <= 1 or _bytes(source) < PARALLEL_MIN_BYTES:
+        workers = min(len(jobs), os.cpu_count() or 1, MAX_WORKERS) if parallel else 1
+        if workers <= 1:
             for job in jobs:
                 _materialize_one(*job)
         else:  # the functions are independent: one per core (BENCHMARKS.md "The default")
