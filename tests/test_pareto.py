@@ -18,3 +18,19 @@ def test_table_sorts_by_size_and_marks_what_was_not_measured():
 
 def test_plot_is_a_png():
     assert plot(POINTS, "tuned-60")[:4] == b"\x89PNG"
+
+
+def test_word_error_rate_gets_a_column_and_a_second_panel():
+    from PIL import Image
+    import io
+    heard = [dict(p, wer_increase=-0.024) if p["name"] == "tuned-60" else p for p in POINTS]
+    assert "WER increase" in table(heard).splitlines()[0] and "-2.4%" in table(heard)
+    one = Image.open(io.BytesIO(plot(POINTS, "tuned-60")))
+    two = Image.open(io.BytesIO(plot(heard, "tuned-60")))
+    assert two.size[0] == 2 * one.size[0] and two.size[1] == one.size[1]
+
+
+def test_speech_columns_read_the_transcription_when_there_is_one():
+    from kokoro_build.report.pareto import speech_columns
+    assert speech_columns({})["wer_increase"] is None
+    assert speech_columns({"intelligibility": {"wer": 0.064, "wer_increase": -0.024}})["wer_increase"] == -0.024

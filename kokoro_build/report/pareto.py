@@ -30,17 +30,18 @@ def speech_columns(audio: dict) -> dict:
     """The speech metrics of a report's summary.json `audio` section, flat."""
     forced = audio.get("teacher_forced") or {}
     durations = audio.get("durations") or {}
+    heard = audio.get("intelligibility") or {}  # only where verify.intelligibility was enabled
     return {"teacher_forced_pesq": forced.get("pesq"), "teacher_forced_mcd_db": forced.get("mcd_db"),
             "f0_error_cents": forced.get("f0_error_cents"), "mcd_dtw_db": audio.get("mcd_dtw_db"),
             "duration_changed_share": durations.get("changed_share"), "mel_correlation": audio.get("mel_correlation"),
-            "failures": audio.get("failures", [])}
+            "wer_increase": heard.get("wer_increase"), "failures": audio.get("failures", [])}
 
 
 COLUMNS = (("name", "variant", "{}"), ("kind", "kind", "{}"), ("mb", "MB", "{:.1f}"),
            ("bits_per_weight", "bits/weight", "{:.2f}"), ("teacher_forced_pesq", "PESQ (forced)", "{:.2f}"),
            ("teacher_forced_mcd_db", "MCD dB (forced)", "{:.2f}"), ("f0_error_cents", "F0 cents", "{:.1f}"),
            ("duration_changed_share", "durations changed", "{:.1%}"), ("mcd_dtw_db", "MCD-DTW dB", "{:.2f}"),
-           ("mel_correlation", "log-mel r", "{:.3f}"))
+           ("wer_increase", "WER increase", "{:+.1%}"), ("mel_correlation", "log-mel r", "{:.3f}"))
 
 
 def table(points: list[dict], columns=COLUMNS) -> str:
@@ -69,33 +70,40 @@ MARKERS = {"recipe": ("s", "hand-written recipe"), "tuned": ("o", "tuned"), "var
 
 def plot(points: list[dict], chosen: str | None, front: list[str] = ()) -> bytes:
     """Size against teacher-forced PESQ, a marker per kind; `chosen` circled, the
-    `front` (pareto_front) joined by a dashed line."""
+    `front` (pareto_front) joined by a dashed line. Where any point was transcribed
+    (verify.intelligibility), a second panel: size against its WER increase."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    edge = sorted((p["mb"], p["teacher_forced_pesq"]) for p in points if p["name"] in front)
-    if edge:
-        ax.plot(*zip(*edge), linestyle="--", color="grey", label="Pareto front", zorder=2)
-    for kind, (marker, label) in MARKERS.items():
-        mine = [p for p in points if p["kind"] == kind and p.get("teacher_forced_pesq") is not None]
-        if not mine:
-            continue
-        ax.scatter([p["mb"] for p in mine], [p["teacher_forced_pesq"] for p in mine], marker=marker,
-                   label=label, zorder=3)
-        for p in mine:
-            ax.annotate(p["name"], (p["mb"], p["teacher_forced_pesq"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
-    for p in points:
-        if p["name"] == chosen and p.get("teacher_forced_pesq") is not None:
-            ax.scatter([p["mb"]], [p["teacher_forced_pesq"]], s=160, facecolors="none", edgecolors="red",
-                       label="chosen", zorder=4)
-    ax.set_xlabel("packages (MB)")
-    ax.set_ylabel("teacher-forced PESQ (report sentence)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = [("teacher_forced_pesq", "teacher-forced PESQ (report sentence)")]
+    if any(p.get("wer_increase") is not None for p in points):
+        panels.append(("wer_increase", "WER increase over fp32 (points)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), dpi=110, squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        _panel(ax, points, key, chosen, front if key == "teacher_forced_pesq" else ())
+        ax.set_ylabel(label)
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _panel(ax, points: list[dict], key: str, chosen: str | None, front) -> None:
+    """One scatter of size against `key`."""
+    edge = sorted((p["mb"], p[key]) for p in points if p["name"] in front)
+    if edge:
+        ax.plot(*zip(*edge), linestyle="--", color="grey", label="Pareto front", zorder=2)
+    for kind, (marker, label) in MARKERS.items():
+        mine = [p for p in points if p["kind"] == kind and p.get(key) is not None]
+        if not mine:
+            continue
+        ax.scatter([p["mb"] for p in mine], [p[key] for p in mine], marker=marker, label=label, zorder=3)
+        for p in mine:
+            ax.annotate(p["name"], (p["mb"], p[key]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for p in points:
+        if p["name"] == chosen and p.get(key) is not None:
+            ax.scatter([p["mb"]], [p[key]], s=160, facecolors="none", edgecolors="red", label="chosen", zorder=4)
+    ax.set_xlabel("packages (MB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
