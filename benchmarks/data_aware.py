@@ -105,7 +105,32 @@ def _twin(config_path: str, variant: Path, stage: str):
     run = source_run(load_config(config_path), stage, variant, None)
     prepared = prepare_stage(run)
     names = [spec.name for spec in prepared.stage.inputs(run.sizes)]
-    return prepared.module.eval(), names
+    return _conv1d_as_conv2d(prepared.module.eval()), names
+
+
+def _conv1d_as_conv2d(module):
+    """Every Conv1d as the equal Conv2d of height 1: coremltools.optimize.torch's k-means
+    covers Conv2d and Linear, and Kokoro's convolutions are Conv1d."""
+    import torch
+    from torch import nn
+
+    class Conv1dAsConv2d(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x.unsqueeze(2)).squeeze(2)
+
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not nn.Conv1d or child.padding_mode != "zeros":
+                continue
+            wide = Conv1dAsConv2d(child.in_channels, child.out_channels, (1, child.kernel_size[0]),
+                                  stride=(1, child.stride[0]), padding=(0, child.padding[0]),
+                                  dilation=(1, child.dilation[0]), groups=child.groups, bias=child.bias is not None)
+            with torch.no_grad():
+                wide.weight.copy_(child.weight.unsqueeze(2))
+                if child.bias is not None:
+                    wide.bias.copy_(child.bias)
+            setattr(parent, name, wide)
+    return module
 
 
 def _palettize(module, method: str, bits: int, calibration: list[tuple]):
@@ -126,6 +151,19 @@ def _palettize(module, method: str, bits: int, calibration: list[tuple]):
         out = out[0] if isinstance(out, (tuple, list)) else out
         return (out * torch.randn(out.shape, generator=generator)).sum()
 
+    # Only the k-means-able weights take gradients; one that the stage never reads (a
+    # module of Kokoro's the split leaves unused) has none, and is left out of both.
+    weights = {f"{name}.weight": m for name, m in module.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    for name, parameter in module.named_parameters():
+        parameter.requires_grad_(name in weights)
+    module.zero_grad()
+    projected_output(module, samples[0]).backward()
+    unused = [name.removesuffix(".weight") for name, parameter in module.named_parameters()
+              if name in weights and parameter.grad is None]
+    for name in unused:
+        module.get_submodule(name).weight.requires_grad_(False)
+    module.zero_grad()
+    config["module_name_configs"] = {name: None for name in unused}
     config["calibration_nsamples"] = len(samples)
     palettizer = SKMPalettizer(module, SKMPalettizerConfig.from_dict(config))
     return palettizer.compress(dataloader=samples, loss_fn=projected_output)
