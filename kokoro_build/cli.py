@@ -135,7 +135,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     variant_dir = Path(args.artifacts) / args.variant
     try:
-        out = build_release(variant_dir, args.dist, args.version or __version__)
+        out = build_release(variant_dir, args.dist, args.version or __version__, args.goldens)
     except (FileNotFoundError, ReleaseError, ManifestError) as error:
         print(f"kokoro-build release: {error}", file=sys.stderr)
         return 1
@@ -288,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("--version", help="the bundle's version (default: kokoro-build's)")
     release.add_argument("--dist", default="dist", help="where to write the zip (default: dist/)")
     release.add_argument("--artifacts", default="artifacts", help="where variants are built")
+    release.add_argument("--goldens", choices=("smallest", "all"), default="smallest",
+                         help="golden vectors for the device check: each package's smallest function "
+                              "(default), or every function (a larger zip)")
     release.set_defaults(run=cmd_release)
     verify = sub.add_parser("verify", help="re-hash every artifact of a built variant against its digest "
                                            "(exit 1 naming each changed, truncated, missing or added file)")

@@ -11,7 +11,8 @@
       <name>-<version>/voices/<voice>.npy
       <name>-<version>/reports/<stage>/<shape>.verify.json   (timings removed)
       <name>-<version>/reports/executorch/<stage>_<shape>.verify.json
-      <name>-<version>/<stage>/<shape>.golden.npz   golden vectors (verify/golden.py)
+      <name>-<version>/<stage>/<shape>.golden.npz   golden vectors (verify/golden.py): per
+                                               package its smallest function's, or all
       <name>-<version>/device_check.py, device_check.json   the device check kit for a Mac
 
 The zip is stable: entries sorted, one fixed timestamp (1980-01-01, zip's earliest),
@@ -51,10 +52,42 @@ def _without_timings(data):
     return data
 
 
-def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], Manifest]:
+GOLDENS = ("smallest", "all")
+
+
+def checked_artifacts(manifest: Manifest, goldens: str) -> set[tuple[str, str | None]]:
+    """The (package, function)s whose golden vectors a release carries, for its device
+    check: "all", or per package its "smallest" function (fewest input and output
+    elements). Goldens grow with the bucket: the default's 42 functions' came to 266 MB
+    of a 316 MB zip (BENCHMARKS.md "Release size"). Every function was verified on
+    Linux against its twin by the evaluator reading the same saved package, so one
+    function per package still checks on a device each package's weights, ops and
+    compute units; "all" checks every function's program there too."""
+    if goldens not in GOLDENS:
+        raise ReleaseError(f"goldens: {goldens!r} is not one of {', '.join(GOLDENS)}")
+    artifacts = [artifact for _, artifact in manifest.artifacts()]
+    if goldens == "all":
+        return {(a.package, a.function) for a in artifacts}
+    smallest: dict[str, tuple[int, str | None]] = {}
+    for a in artifacts:  # ties: the first listed
+        size = sum(_elements(spec.shape) for spec in (*a.inputs, *a.outputs))
+        if a.package not in smallest or size < smallest[a.package][0]:
+            smallest[a.package] = (size, a.function)
+    return {(package, function) for package, (_, function) in smallest.items()}
+
+
+def _elements(shape) -> int:
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    return count
+
+
+def release_files(variant_dir: Path, goldens: str = "smallest") -> tuple[dict[str, bytes | Path], Manifest]:
     """({path in the bundle: bytes or a file to copy}, the variant manifest). Files keep
     their path in the variant, so the variant's manifest reads the same in the bundle."""
     manifest = load_manifest(variant_dir)
+    checked = checked_artifacts(manifest, goldens)
     failed = [f"{stage}:{a.package}" for stage, a in manifest.artifacts() if not a.verify.passed]
     failed += [f"{stage}:{a.executorch.program}" for stage, a in manifest.artifacts()
                if a.executorch is not None and not a.executorch.verify.passed]
@@ -71,10 +104,11 @@ def release_files(variant_dir: Path) -> tuple[dict[str, bytes | Path], Manifest]
                     files[f"{artifact.package}/{path.relative_to(package).as_posix()}"] = path
             report = json.loads((variant_dir / artifact.verify_report).read_text())
             files[f"reports/{artifact.verify_report}"] = _stable_json(_without_timings(report))
-            files[artifact.golden] = variant_dir / artifact.golden
-            checks.append({"package": artifact.package, "function": artifact.function,
-                           "compute_units": artifact.compute_units, "golden": artifact.golden,
-                           "gates": {name: o["min_psnr_db"] for name, o in report["verify"]["outputs"].items()}})
+            if (artifact.package, artifact.function) in checked:
+                files[artifact.golden] = variant_dir / artifact.golden
+                checks.append({"package": artifact.package, "function": artifact.function,
+                               "compute_units": artifact.compute_units, "golden": artifact.golden,
+                               "gates": {name: o["min_psnr_db"] for name, o in report["verify"]["outputs"].items()}})
             program = artifact.executorch
             if program:  # targets: [.., executorch]: the .pte and its check
                 files[program.program] = variant_dir / program.program
@@ -129,10 +163,11 @@ def _bundle_manifest(name: str, version: str, files: dict[str, bytes], variant: 
     }
 
 
-def build_release(variant_dir: str | Path, dist_dir: str | Path, version: str) -> Path:
-    """Write dist/<name>-<version>.zip from a built, verified variant; return its path."""
+def build_release(variant_dir: str | Path, dist_dir: str | Path, version: str, goldens: str = "smallest") -> Path:
+    """Write dist/<name>-<version>.zip from a built, verified variant; return its path.
+    `goldens`: which functions' golden vectors it carries (checked_artifacts)."""
     variant_dir = Path(variant_dir)
-    sources, variant = release_files(variant_dir)
+    sources, variant = release_files(variant_dir, goldens)
     name = variant.name
     files = {path: (src if isinstance(src, bytes) else src.read_bytes()) for path, src in sources.items()}
     manifest = _bundle_manifest(name, version, files, variant)
