@@ -5,7 +5,9 @@
 On the same sentences (benchmarks/data/chain_sentences.txt) and chunks, times Chain.speak_phonemes (duration, host
 alignment, prosody, vocoder: traced fp32 twins at padded buckets) against
 KModel.forward_with_tokens per chunk, after one warm-up each; G2P is excluded
-from both. Also reports the share of computed frames that were bucket padding,
+from both. Both run in one process, so under the same malloc policy: glibc's own,
+or with KOKORO_BUILD_MALLOC=keep the one the torch backend then sets (store/memory.py).
+Also reports the share of computed frames that were bucket padding,
 and per chunk whether the durations and lengths are identical and the log-mel
 correlation between the two (KModel gets the chain's noise: same seed).
 Prints one JSON line.
@@ -105,8 +107,14 @@ def main() -> None:
     kinds = [k for k in chunks[0].buckets if k not in ("duration", "alignment")]
     padded = {kind: round(1 - sum(c.frames for c in chunks) / sum(computed(c, kind) for c in chunks), 3)
               for kind in kinds}
+    import resource
+
+    from kokoro_build.store.memory import keep_freed_memory
     print(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.system()} {platform.machine()}",
+        # both models run in this process, under the same malloc policy (store/memory.py)
+        "freed_memory_kept": keep_freed_memory(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "audio_seconds": round(audio_s, 2),
         "chain_seconds_best": round(min(chain_s), 3), "kmodel_seconds_best": round(min(kmodel_s), 3),
         "chain_rtf": round(audio_s / min(chain_s), 2), "kmodel_rtf": round(audio_s / min(kmodel_s), 2),

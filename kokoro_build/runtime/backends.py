@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kokoro_build.store.memory import keep_freed_memory
 from kokoro_build.runtime.errors import BackendError
 from kokoro_build.schema.manifest import RunnableArtifact as Artifact
 
@@ -18,6 +19,7 @@ class TorchBackend:
     def __init__(self, variant_dir: Path):
         self.variant_dir = variant_dir
         self._modules: dict[str, object] = {}
+        keep_freed_memory()  # with KOKORO_BUILD_MALLOC=keep: store/memory.py
 
     def run(self, artifact: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
@@ -72,6 +74,7 @@ class MilBackend:
         ({package path: verify.stats.ActivationStats}), for W8A8 calibration."""
         self.variant_dir = variant_dir
         self.stats = stats
+        # not keep_freed_memory(): the evaluator ran slower with it (BENCHMARKS.md "Allocator")
         self._evaluators: dict[str, object] = {}
 
     def run(self, artifact: Artifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
