@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -181,12 +182,10 @@ def _snr(reference, output, capture) -> dict:
             reference, output = reference[..., :keep], output[..., :keep]
     signal = float((reference.double() ** 2).sum())
     error = float(((reference.double() - output.double()) ** 2).sum())
-    import math
     return {"signal": signal, "error": error, "db": 10 * math.log10(signal / max(error, 1e-30))}
 
 
 def _pooled(snrs: list[dict]) -> float:
-    import math
     return 10 * math.log10(sum(s["signal"] for s in snrs) / max(sum(s["error"] for s in snrs), 1e-30))
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kokoro_build.store.memory import keep_freed_memory
 from kokoro_build.runtime.errors import BackendError
 from kokoro_build.schema.manifest import RunnableArtifact as Artifact
+from kokoro_build.store.memory import keep_freed_memory
 
 
 class TorchBackend:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -70,17 +71,10 @@ def checked_artifacts(manifest: Manifest, goldens: str) -> set[tuple[str, str | 
         return {(a.package, a.function) for a in artifacts}
     smallest: dict[str, tuple[int, str | None]] = {}
     for a in artifacts:  # ties: the first listed
-        size = sum(_elements(spec.shape) for spec in (*a.inputs, *a.outputs))
+        size = sum(math.prod(spec.shape) for spec in (*a.inputs, *a.outputs))
         if a.package not in smallest or size < smallest[a.package][0]:
             smallest[a.package] = (size, a.function)
     return {(package, function) for package, (_, function) in smallest.items()}
-
-
-def _elements(shape) -> int:
-    count = 1
-    for dim in shape:
-        count *= int(dim)
-    return count
 
 
 def release_files(variant_dir: Path, goldens: str = "smallest") -> tuple[dict[str, bytes | Path], Manifest]:
