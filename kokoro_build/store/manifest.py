@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from kokoro_build.schema.manifest import Artifact, Manifest, Program, Stage
-from kokoro_build.schema.run import golden_path, report_path  # noqa: F401  (readers find report_path here)
+from kokoro_build.schema.run import golden_path, report_path  # readers find report_path here too
 from kokoro_build.store.package import digest_path, file_sha256, write_json
 
 
@@ -71,45 +71,50 @@ def write_manifest(plan: dict, out_path: str) -> None:
     typed = Manifest.model_validate(manifest)
     write_json(out_path, typed.as_json())
     print(f"manifest: {sum(1 for _ in typed.artifacts())} artifacts -> {Path(out_path).name}", flush=True)
+    for path in remove_stale_outputs(root, typed):
+        print(f"manifest: removed {path} (no artifact of this build)", flush=True)
 
 
-def _program_entry(paths: dict, root: Path) -> Program:
-    """An artifact's ExecuTorch program: file, digest, what XNNPACK took, verdict."""
-    program = json.loads(digest_path(paths["program"]).read_text())
-    verified = json.loads(Path(paths["verify"]).read_text())
-    return Program.model_validate({
-        "program": _rel(paths["program"], root), "sha256": program["sha256"], "bytes": program["bytes"],
-        "backend": verified["backend"], "export": verified["export"],
-        "delegated_share": verified["ops"]["delegated_share"],
-        "portable_ops": verified["ops"]["portable"],
-        "verify_report": _rel(paths["verify"], root),
-        "verify": {"passed": verified["verify"]["passed"],
-                   "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}}})
+# What a stage folder holds per artifact; a device report (`.device.json`, from
+# ingest-device-report) is a measurement, and stays.
+_PER_ARTIFACT = (".verify.json", ".golden.npz", ".report.json")
 
 
-def _g2p_entries(stage: dict, root: Path) -> dict:
-    """The lexicon file (format, size, sha256) and the neural model's vocabularies."""
-    lexicon = json.loads(digest_path(stage["lexicon"]).read_text())
-    checkpoint = json.loads(digest_path(stage["checkpoint"]).read_text())
-    return {
-        "lexicon": {"path": _rel(stage["lexicon"], root), "format": lexicon["format"],
-                    "entries": lexicon["entries"], "bytes": lexicon["bytes"], "sha256": lexicon["sha256"],
-                    "source": lexicon["lexicon"], "source_sha256": lexicon["sources"]},
-        "neural": {"graphemes": checkpoint["config"]["graphemes"], "phonemes": checkpoint["config"]["phonemes"],
-                   "max_phonemes": checkpoint["config"]["max_phonemes"],
-                   "provenance": checkpoint["provenance"]},
-    }
+def remove_stale_outputs(root: Path, manifest: Manifest) -> list[str]:
+    """Delete from the manifest's stage folders what a build of another config left
+    there and this one does not list: packages (with their digests), verify reports and
+    golden vectors of buckets or shapes no longer built. doit never removes the targets
+    of a task that no longer exists, and `<stage>/frames_120.verify.json` beside the
+    current package would look current. Returns the removed paths, relative."""
+    import shutil
+    kept: set[Path] = set()
+    for _, artifact in manifest.artifacts():
+        kept |= {Path(artifact.package), digest_path(artifact.package), report_path(artifact.package),
+                 Path(artifact.verify_report), Path(artifact.golden)}
+        if artifact.executorch is not None:
+            kept |= {Path(artifact.executorch.program), Path(artifact.executorch.verify_report)}
+    removed = []
+    for stage in manifest.stages:
+        folder = root / stage
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            relative = path.relative_to(root)
+            if relative in kept or not _stale_kind(path):
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(str(relative))
+    return removed
 
 
-def verify_path(package: str | Path) -> Path:
-    """`<shape>.verify.json`: the conversion report plus parity and ANE verdicts."""
-    path = Path(package)
-    return path.with_name(path.name.removesuffix(".mlpackage") + ".verify.json")
-
-
-def _file_entry(path: str, root: Path) -> dict:
-    return {"path": _rel(path, root), "sha256": file_sha256(path)}
-
-
-def _rel(path: str, root: Path) -> str:
-    return str(Path(path).resolve().relative_to(root.resolve()))
+def _stale_kind(path: Path) -> bool:
+    """A per-artifact output: a package, its digest or conversion report, a verify report,
+    golden vectors."""
+    if path.name.endswith(".mlpackage"):
+        return True
+    if path.name.endswith(_PER_ARTIFACT):
+        return True
+    if path.name.endswith(".digest.json"):  # a lexicon's or checkpoint's digest is not a package's
+        try:
+            return str(json.loads(path.read_text()).get("artifact", "")).endswith(".mlpackage")
+        except (OSError, ValueError):
+            return False
+    return False
