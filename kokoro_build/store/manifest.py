@@ -5,6 +5,7 @@ Written last by its own doit task; the chain (runtime/) and app code start here.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from kokoro_build.schema.manifest import Artifact, Manifest, Program, Stage
@@ -86,7 +87,6 @@ def remove_stale_outputs(root: Path, manifest: Manifest) -> list[str]:
     golden vectors of buckets or shapes no longer built. doit never removes the targets
     of a task that no longer exists, and `<stage>/frames_120.verify.json` beside the
     current package would look current. Returns the removed paths, relative."""
-    import shutil
     kept: set[Path] = set()
     for _, artifact in manifest.artifacts():
         kept |= {Path(artifact.package), digest_path(artifact.package), report_path(artifact.package),
@@ -100,7 +100,10 @@ def remove_stale_outputs(root: Path, manifest: Manifest) -> list[str]:
             relative = path.relative_to(root)
             if relative in kept or not _stale_kind(path):
                 continue
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
             removed.append(str(relative))
     return removed
 
@@ -118,3 +121,45 @@ def _stale_kind(path: Path) -> bool:
         except (OSError, ValueError):
             return False
     return False
+
+
+def _program_entry(paths: dict, root: Path) -> Program:
+    """An artifact's ExecuTorch program: file, digest, what XNNPACK took, verdict."""
+    program = json.loads(digest_path(paths["program"]).read_text())
+    verified = json.loads(Path(paths["verify"]).read_text())
+    return Program.model_validate({
+        "program": _rel(paths["program"], root), "sha256": program["sha256"], "bytes": program["bytes"],
+        "backend": verified["backend"], "export": verified["export"],
+        "delegated_share": verified["ops"]["delegated_share"],
+        "portable_ops": verified["ops"]["portable"],
+        "verify_report": _rel(paths["verify"], root),
+        "verify": {"passed": verified["verify"]["passed"],
+                   "psnr_db": {n: o["psnr_db"] for n, o in verified["verify"]["outputs"].items()}}})
+
+
+def _g2p_entries(stage: dict, root: Path) -> dict:
+    """The lexicon file (format, size, sha256) and the neural model's vocabularies."""
+    lexicon = json.loads(digest_path(stage["lexicon"]).read_text())
+    checkpoint = json.loads(digest_path(stage["checkpoint"]).read_text())
+    return {
+        "lexicon": {"path": _rel(stage["lexicon"], root), "format": lexicon["format"],
+                    "entries": lexicon["entries"], "bytes": lexicon["bytes"], "sha256": lexicon["sha256"],
+                    "source": lexicon["lexicon"], "source_sha256": lexicon["sources"]},
+        "neural": {"graphemes": checkpoint["config"]["graphemes"], "phonemes": checkpoint["config"]["phonemes"],
+                   "max_phonemes": checkpoint["config"]["max_phonemes"],
+                   "provenance": checkpoint["provenance"]},
+    }
+
+
+def verify_path(package: str | Path) -> Path:
+    """`<shape>.verify.json`: the conversion report plus parity and ANE verdicts."""
+    path = Path(package)
+    return path.with_name(path.name.removesuffix(".mlpackage") + ".verify.json")
+
+
+def _file_entry(path: str, root: Path) -> dict:
+    return {"path": _rel(path, root), "sha256": file_sha256(path)}
+
+
+def _rel(path: str, root: Path) -> str:
+    return str(Path(path).resolve().relative_to(root.resolve()))
