@@ -256,17 +256,20 @@ def test_w8a8_calibrates_on_every_converted_package_before_compressing(tmp_path)
     assert "calibration" not in tasks_by_name(ROOT / "recipes" / "w8.yaml")
 
 
+DEFAULT_FRAMES = (64, 96, 136, 200, 288, 416, 600, 864)  # pipeline.yaml's frame buckets
+
+
 def test_the_default_traces_and_converts_each_stage_once_and_materializes_its_buckets():
     tasks = tasks_by_name(ROOT / "pipeline.yaml")
     vocoder = {name for name in tasks if name.startswith("vocoder:")}
     assert vocoder == {"vocoder:frames_buckets.export", "vocoder:frames_buckets.convert",
                        "vocoder:frames_buckets.compress", "vocoder:materialize",
-                       *(f"vocoder:frames_{f}.verify" for f in (64, 96, 136, 200, 288, 416, 600, 864))}
+                       *(f"vocoder:frames_{f}.verify" for f in DEFAULT_FRAMES)}
     export = run_of(tasks["vocoder:frames_buckets.export"])
-    assert export.sizes == {"frames": 864} and export.flexible == {"frames": {"buckets": list((64, 96, 136, 200, 288, 416, 600, 864))}}
+    assert export.sizes == {"frames": 864} and export.flexible == {"frames": {"buckets": list(DEFAULT_FRAMES)}}
     plan, package = tasks["vocoder:materialize"]["actions"][0][1]
     assert plan["source"].endswith("_work/vocoder/source/frames_buckets.mlpackage")
-    assert plan["functions"] == {f"frames_{f}": {"frames": f} for f in (64, 96, 136, 200, 288, 416, 600, 864)}
+    assert plan["functions"] == {f"frames_{f}": {"frames": f} for f in DEFAULT_FRAMES}
     assert plan["default"] == "frames_864" and package.endswith("default/vocoder/vocoder.mlpackage")
     verify = tasks["vocoder:frames_288.verify"]
     run = run_of(verify)
@@ -278,6 +281,6 @@ def test_the_default_traces_and_converts_each_stage_once_and_materializes_its_bu
     from kokoro_build.plan.tasks import converted_stages
     config = load_config(ROOT / "pipeline.yaml")
     entries = converted_stages(config, Path("/x/artifacts/default"))["vocoder"]["artifacts"]
-    assert [e["sizes"] for e in entries] == [{"frames": f} for f in (64, 96, 136, 200, 288, 416, 600, 864)]
+    assert [e["sizes"] for e in entries] == [{"frames": f} for f in DEFAULT_FRAMES]
     assert {e["package"] for e in entries} == {"/x/artifacts/default/_work/vocoder/converted/frames_buckets.mlpackage"}
     assert {e["task"] for e in entries} == {"vocoder:frames_buckets.convert"}
