@@ -81,13 +81,14 @@ def main() -> None:
 def _captures(variant: Path, stage: str, held_out: int) -> tuple[list[dict], list[dict]]:
     """The stage's inputs (and twin outputs) on tune's texts and on held-out sentences."""
     from kokoro_build.schema.manifest import load_manifest
-    from kokoro_build.tune.capture import DEFAULT_TEXTS, capture
+    from kokoro_build.schema.config import DEFAULT_TUNE_TEXTS
+    from kokoro_build.tune.capture import capture
     from kokoro_build.tune.trials import load_captures
     manifest = load_manifest(variant)
     voice = next(iter(json.loads((variant / "manifest.json").read_text())["runtime"]["voices"]))
     found = []
     with tempfile.TemporaryDirectory() as scratch:
-        for name, texts in (("calibration", list(DEFAULT_TEXTS)), ("held_out", HELD_OUT[:held_out])):
+        for name, texts in (("calibration", list(DEFAULT_TUNE_TEXTS)), ("held_out", HELD_OUT[:held_out])):
             out = Path(scratch) / name
             out.mkdir()
             taken = []

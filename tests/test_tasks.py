@@ -284,3 +284,25 @@ def test_the_default_traces_and_converts_each_stage_once_and_materializes_its_bu
     assert [e["sizes"] for e in entries] == [{"frames": f} for f in DEFAULT_FRAMES]
     assert {e["package"] for e in entries} == {"/x/artifacts/default/_work/vocoder/converted/frames_buckets.mlpackage"}
     assert {e["task"] for e in entries} == {"vocoder:frames_buckets.convert"}
+
+
+def test_sensitive_palettes_measure_once_and_feed_only_their_stages_compress(tmp_path):
+    overlay = tmp_path / "skm.yaml"
+    overlay.write_text(f"extends: {ROOT / 'pipeline.yaml'}\nname: skm\nstages:\n  vocoder:\n    compress:\n"
+                       "      palettize: {nbits: 3, mode: sensitive_kmeans}\n")
+    tasks = tasks_by_name(overlay)
+    sensitivity = tasks["sensitivity"]
+    assert sensitivity["targets"][0].endswith("skm/_work/sensitivity.npz")
+    plan, _ = sensitivity["actions"][0][1]
+    assert plan["sensitive"] == ["vocoder"] and plan["texts"] == load_config(overlay).tune_texts
+    # the chain runs every stage's twin: each one's trace is watched, and no compressed package
+    deps = sensitivity["file_dep"]
+    for stage in ("duration", "prosody", "vocoder"):
+        assert any(p.endswith(f"_work/{stage}/frames_buckets.digest.json") or
+                   p.endswith(f"_work/{stage}/tokens_buckets.digest.json") for p in deps), stage
+    assert not any(p.endswith("skm/vocoder/vocoder.mlpackage.digest.json") for p in deps)
+    compress = tasks["vocoder:frames_buckets.compress"]
+    assert any(p.endswith("_work/sensitivity.npz") for p in compress["file_dep"])
+    assert not any(p.endswith("_work/sensitivity.npz") for p in tasks["prosody:frames_buckets.compress"]["file_dep"])
+    # data-free palettes measure nothing
+    assert "sensitivity" not in tasks_by_name(ROOT / "pipeline.yaml")

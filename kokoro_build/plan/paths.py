@@ -53,6 +53,10 @@ def calibration_path(out: Path) -> Path:
     return out / "_work" / "calibration.json"
 
 
+def sensitivity_path(out: Path) -> Path:
+    return out / "_work" / "sensitivity.npz"
+
+
 def merged_package(out: Path, stage_name: str) -> Path:
     return out / stage_name / f"{stage_name}.mlpackage"
 

@@ -18,6 +18,9 @@ and each function is verified as a multifunction stage's are.
 With `compress: {activations: ...}` (A8) on some stage, one
   calibration               the chain speaks calibration.texts through every stage's
                             converted package (MIL evaluator) -> _work/calibration.json
+feeds those stages' compress steps. With `mode: sensitive_kmeans` palettes on some stage, one
+  sensitivity               the chain speaks the tune texts through the fp32 twins; the
+                            gradients of those stages' twins -> _work/sensitivity.npz
 feeds those stages' compress steps.
 With `targets: [coreml, executorch]`, each shape also gets
   <stage>:<shape>.pte          torch.export + XNNPACK -> executorch/<stage>_<shape>.pte (+ digest, report)
@@ -41,7 +44,7 @@ from doit.tools import config_changed
 
 from kokoro_build.plan.actions import action
 from kokoro_build.plan.code_deps import code_files
-from kokoro_build.plan.paths import (artifacts_dir, calibration_path, g2p_checkpoint, lexicon_path,  # noqa: F401
+from kokoro_build.plan.paths import (artifacts_dir, calibration_path, sensitivity_path, g2p_checkpoint, lexicon_path,  # noqa: F401
                                      manifest_entry, materialized_source, recipe_path, runtime_files, stage_paths,
                                      weights_path)
 from kokoro_build.schema.config import PipelineConfig, StageConfig
@@ -124,6 +127,8 @@ def _pipeline_tasks(config: PipelineConfig, config_path: str | Path) -> Iterator
                                                checkpoint=str(g2p_checkpoint(out)))
     if calibration is not None:
         yield _calibration_task(config, out, calibration)
+    if config.sensitive_stages:
+        yield _sensitivity_task(config, out)
     manifest = out / "manifest.json"
     # where the step cache lives changes no artifact: two machines with different caches
     # make the same manifest (and release)
@@ -186,6 +191,8 @@ def _stage_run(config: PipelineConfig, stage_name: str, out: Path, point, paths,
     if stage.compress is not None and stage.compress.activations is not None:
         paths = paths.model_copy(update={"calibration": str(calibration),
                                          "calibration_key": str(Path(paths.converted).relative_to(out))})
+    if stage_name in config.sensitive_stages:
+        paths = paths.model_copy(update={"sensitivity": str(sensitivity_path(out))})
     return StageRun(
         stage=stage_name, paths=paths, kind=stage.kind, sizes=point.sizes, flexible=point.flexible,
         passes=stage.passes(), voice=config.model.voices[0] if kind_row(stage.kind).takes_voice else None,
@@ -266,7 +273,8 @@ def _build_tasks(stage_name: str, stage: StageConfig, run: StageRun, out: Path) 
             run, "compress", "kokoro_build.targets.coreml.compress:compress_stage", False,
             name=f"{label}.compress",
             doc=f"compress {stage_name} at {label} -> {Path(paths.bucket).relative_to(out)}",
-            file_dep=[str(digest_path(paths.converted))] + ([paths.calibration] if paths.calibration else []),
+            file_dep=[str(digest_path(paths.converted))] +
+                     [path for path in (paths.calibration, paths.sensitivity) if path],
             targets=[paths.bucket, paths.report, str(digest_path(paths.bucket))]),
             out, "compress", run.step_slice("compress"))
 
@@ -327,6 +335,26 @@ def _calibration_task(config: PipelineConfig, out: Path, target: Path) -> dict:
             f"packages -> {target.relative_to(out)} (activation ranges)",
         file_dep=[runtime["config"], runtime["vocab"], *runtime["voices"].values()] +
                  [str(digest_path(p)) for p in converted] + [str(report_path(p)) for p in converted],
+        targets=[str(target)], uptodate=[config_changed(run_slice)])
+
+
+def _sensitivity_task(config: PipelineConfig, out: Path) -> dict:
+    """The chain over every stage's fp32 twin (over the converted packages' manifest),
+    then the sensitive stages' gradients (tune/sensitivity.py)."""
+    target = sensitivity_path(out)
+    stages = converted_stages(config, out)
+    artifacts = [a for s in stages.values() for a in s["artifacts"]]
+    run_slice = {"texts": config.tune_texts, "voice": config.calibration_voice, "sensitive": config.sensitive_stages}
+    runtime = runtime_files(out, config.model.voices)
+    plan = {"name": config.name, "out": str(out), "runtime": runtime, "stages": stages, **run_slice}
+    return _task(
+        "kokoro_build.tune.sensitivity:measure_sensitivities", [plan, str(target)],
+        basename="sensitivity",
+        doc=f"sensitive palettes: gradients of {', '.join(config.sensitive_stages)} on "
+            f"{len(run_slice['texts'])} texts -> {target.relative_to(out)}",
+        file_dep=[runtime["config"], runtime["vocab"], *runtime["voices"].values()] +
+                 sorted({str(digest_path(a["traced"])) for a in artifacts} | {a["report"] for a in artifacts} |
+                        {str(digest_path(a["package"])) for a in artifacts}),
         targets=[str(target)], uptodate=[config_changed(run_slice)])
 
 

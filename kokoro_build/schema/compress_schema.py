@@ -6,6 +6,7 @@ quantization, as small YAML, mapped onto coremltools.optimize.coreml by compress
       min_weight_elements: 2048          # smaller constants stay as they are
       op_types: {conv_transpose: {linear: {}}, linear: null}   # null: leave uncompressed
       op_names: {some_op: {palettize: {nbits: 8}}}
+      # mode: sensitive_kmeans weights the palette's k-means by calibration data
       activations: {}                    # W8A8's A8: needs the top-level `calibration:` block
 
 Which op a setting reaches: its name, else its type, else the global one (as
@@ -57,7 +58,9 @@ class Palettization(_Strict):
     """A lookup table of 2**nbits values per tensor (or per group of channels)."""
 
     nbits: Literal[1, 2, 3, 4, 6, 8]  # what coremltools 9.0 palettizes to
-    mode: Literal["kmeans", "uniform"] = "kmeans"
+    # sensitive_kmeans: k-means weighted by each value's measured effect on the stage's
+    # output (the `sensitivity` task, over calibration.texts; targets/coreml/sensitive_palettes.py)
+    mode: Literal["kmeans", "uniform", "sensitive_kmeans"] = "kmeans"
     granularity: Literal["per_tensor", "per_grouped_channel"] = "per_tensor"
     group_size: PositiveInt | None = None  # per_grouped_channel only (coremltools' default: 32)
 
@@ -129,6 +132,10 @@ class CompressConfig(_Strict):
             raise ValueError(f"op_types: {unknown[0]!r} is not an op type with weights; "
                              f"known: {', '.join(WEIGHT_OPS)}")
         return self
+
+    def uses_mode(self, mode: str) -> bool:
+        """Whether any of the block's palettes is built in `mode`."""
+        return any(isinstance(m, Palettization) and m.mode == mode for _, m in self.methods())
 
     def methods(self) -> list[tuple[tuple[str, ...], LinearQuantization | Palettization]]:
         """(YAML path, method) for every method the block uses."""

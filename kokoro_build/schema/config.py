@@ -464,6 +464,12 @@ class CacheConfig(Strict):
         return url
 
 
+# What tune and sensitive palettes calibrate on without a `calibration:` block: short,
+# plain sentences not in the benchmarks' set (about a second of speech each; a tune
+# trial runs each one per setting per weight, so their length is the trial's cost).
+DEFAULT_TUNE_TEXTS = ("The boat drifted to the shore.", "Can you hear the music?")
+
+
 class CalibrationConfig(Strict):
     """W8A8's calibration set: the first `count` texts, spoken with `voice` through the
     chain of converted (not yet compressed) packages in the MIL evaluator, which
@@ -611,6 +617,17 @@ class PipelineConfig(Strict):
     @property
     def calibration_voice(self) -> str:
         return (self.calibration and self.calibration.voice) or self.model.voices[0]
+
+    @property
+    def tune_texts(self) -> list[str]:
+        """What tune and the sensitivity task speak: calibration.texts, else the defaults."""
+        return self.calibration.chosen_texts if self.calibration else list(DEFAULT_TUNE_TEXTS)
+
+    @property
+    def sensitive_stages(self) -> list[str]:
+        """Stages with sensitive_kmeans palettes (they need the sensitivity task)."""
+        return [name for name, stage in self.stages.items()
+                if stage.compress is not None and stage.compress.uses_mode("sensitive_kmeans")]
 
     @property
     def activation_stages(self) -> list[str]:

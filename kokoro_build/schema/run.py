@@ -49,6 +49,7 @@ class RunPaths(Strict):
     program: str | None = None  # executorch/<stage>_<label>.pte, with the executorch target
     calibration: str | None = None  # _work/calibration.json, for an A8 compress step
     calibration_key: str | None = None  # this package's entry in it
+    sensitivity: str | None = None  # _work/sensitivity.npz, for sensitive_kmeans palettes
 
     @property
     def converted_report(self) -> str:

@@ -22,10 +22,6 @@ import numpy as np
 
 from kokoro_build.runtime.backends import TorchBackend
 
-# Short, plain sentences not in the benchmarks' set (about a second of speech each):
-# a trial runs each one per setting per weight, so their length is the trial's cost.
-DEFAULT_TEXTS = ("The boat drifted to the shore.", "Can you hear the music?")
-
 
 class RecordingBackend(TorchBackend):
     """The torch twins, keeping each call of the chosen packages' artifacts."""

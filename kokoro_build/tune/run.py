@@ -57,9 +57,9 @@ def tune(request: TuneRequest, log=print) -> dict:
     from kokoro_build.plan.tasks import converted_stages
     from kokoro_build.schema.config import load_config
     from kokoro_build.targets.coreml.calibrate import calibration_manifest
-    from kokoro_build.tune.capture import DEFAULT_TEXTS, capture
+    from kokoro_build.tune.capture import capture
     from kokoro_build.scale.executors import make_executor
-    from kokoro_build.tune.settings import candidate_settings
+    from kokoro_build.tune.settings import candidate_settings, is_sensitive
 
     started = time.time()
     executor = make_executor(request.executor, request.workers, request.ray_address, TRIAL_RESOURCES)
@@ -74,7 +74,7 @@ def tune(request: TuneRequest, log=print) -> dict:
     run_doit(request.config_path, ["weights", "runtime", *convert_tasks], log=lambda line: None)
     manifest = calibration_manifest(config.name, out, runtime_files(out, config.model.voices), stages)
     tune_dir = out / "tune"
-    texts = list(request.texts or (config.calibration.chosen_texts if config.calibration else DEFAULT_TEXTS))
+    texts = list(request.texts or config.tune_texts)
     log(f"tune: capturing {', '.join(request.stages)} on {len(texts)} texts (fp32 twins)")
     try:
         captured = capture(out, manifest, list(request.stages), texts, config.calibration_voice, tune_dir)
@@ -82,20 +82,24 @@ def tune(request: TuneRequest, log=print) -> dict:
         raise TuneError(str(error)) from None
     cache = TrialCache(out.parent / ".cache" / "tune")
     version = coremltools.__version__
-    per_stage, trials, left_out = {}, [], {}
-    speed = {}
+    per_stage, trials, left_out, speed, settings = {}, [], {}, {}, {}
+    for stage in request.stages:
+        settings[stage], skipped = candidate_settings(config.target.deployment, config.stage_compute_units(stage),
+                                                      version, request.allow)
+        left_out.update(skipped)
+    sensitivities = None
+    if any(is_sensitive(m) for chosen in settings.values() for m in chosen.values()):
+        # what the build's sensitivity task measures (the same texts and voice), so a
+        # sensitive trial measures the palette the compress step will write
+        sensitivities = _sensitivities(config, out, manifest, stages, request.stages, tune_dir, log)
     for stage in request.stages:
         found = captured[stage]
         package, function, count = found.package, found.function, found.count
-        per_stage[stage] = _stage_trials(config, out, stage, package, function, found.path,
-                                         request.min_weight_elements)
+        per_stage[stage] = _stage_trials(config, out, stage, found, request.min_weight_elements, sensitivities)
         speed[stage] = _evaluator_speed(per_stage[stage].probe, found.twin_seconds)
-        settings, skipped = candidate_settings(config.target.deployment, config.stage_compute_units(stage),
-                                               version, request.allow)
-        left_out.update(skipped)
-        log(f"tune: {stage}: {len(per_stage[stage].weights)} weights, {len(settings)} settings, "
+        log(f"tune: {stage}: {len(per_stage[stage].weights)} weights, {len(settings[stage])} settings, "
             f"{count} captures of {package}{'' if function == 'main' else ':' + function}")
-        trials += _pending(per_stage[stage], settings, cache)
+        trials += _pending(per_stage[stage], settings[stage], cache)
     for label, rule in sorted(left_out.items()):
         log(f"tune: left out {label}: the device-risk lint flags it ({rule}); --allow {label} to try it")
     _run_trials(trials, per_stage, cache, executor, log)
@@ -109,6 +113,34 @@ def tune(request: TuneRequest, log=print) -> dict:
     return summary
 
 
+def _sensitivities(config, out: Path, manifest, stages: dict, tuned: tuple[str, ...], tune_dir: Path, log) -> Path:
+    """The tuned stages' sensitivities (tune/sensitivity.py), measured again only when
+    what they come from changed: the twins, the texts, the voice or the code."""
+    import hashlib
+
+    import numpy as np
+
+    from kokoro_build.plan.code_deps import code_files
+    from kokoro_build.store.package import digest_path, file_sha256
+    from kokoro_build.tune.sensitivity import measure
+    traced = sorted({a["traced"] for s in stages.values() for a in s["artifacts"]})
+    material = {"stages": list(tuned), "texts": config.tune_texts, "voice": config.calibration_voice,
+                "twins": [file_sha256(digest_path(path)) for path in traced],
+                "code": [file_sha256(path) for path in code_files("kokoro_build.tune.sensitivity")]}
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    path = tune_dir / "sensitivity.npz"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) == key:
+                log(f"tune: sensitivities of {', '.join(tuned)} unchanged ({path.name})")
+                return path
+    except (OSError, KeyError, ValueError):
+        pass  # none yet, or unreadable: measure
+    log(f"tune: measuring sensitivities of {', '.join(tuned)} (for the skm settings)")
+    measure(out, manifest, list(tuned), config.tune_texts, config.calibration_voice, path, log=log, key=key)
+    return path
+
+
 def _check_stages(config, stages: tuple[str, ...]) -> None:
     if not stages:
         raise TuneError("tune: name at least one stage")
@@ -120,17 +152,19 @@ def _check_stages(config, stages: tuple[str, ...]) -> None:
             raise TuneError(f"tune: stage {stage!r} is not an fp16 neural stage; tune compresses those")
 
 
-def _stage_trials(config, out: Path, stage: str, package: str, function: str, captures_path: Path,
-                  min_weight_elements: int | None) -> StageTrials:
+def _stage_trials(config, out: Path, stage: str, found, min_weight_elements: int | None,
+                  sensitivities: Path | None) -> StageTrials:
+    """`found`: the stage's captures (capture.py's Captured)."""
     from kokoro_build.store.package import tree_digest
     from kokoro_build.tune.weights import tunable_weights
     from kokoro_build.verify.mil_eval import load_program
     block = config.stages[stage].compress
     minimum = min_weight_elements or (block.min_weight_elements if block else DEFAULT_MIN_WEIGHT_ELEMENTS)
-    path = out / package
+    path = out / found.package
     digest = tree_digest(path)
-    probe = Probe(stage, str(path), function, str(captures_path), minimum, digest["sha256"])
-    weights = tunable_weights(load_program(path).functions[function], minimum)
+    probe = Probe(stage, str(path), found.function, str(found.path), minimum, digest["sha256"],
+                  str(sensitivities) if sensitivities else None)
+    weights = tunable_weights(load_program(path).functions[found.function], minimum)
     return StageTrials(probe, weights, digest["bytes"] - sum(w.fp16_bytes for w in weights))
 
 

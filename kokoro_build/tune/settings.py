@@ -5,7 +5,9 @@ Palettes at 8/6/4/2 bits and int8 per channel, as apple/ml-stable-diffusion's
 mixed-bit pre-analysis tries 1/2/4/6/8-bit palettes per layer; with an iOS18 /
 macOS15 target also 3-bit palettes and grouped-channel palettes (a table per 16
 output channels), which coremltools 9.0 writes only for those targets
-(compress_schema.py).
+(compress_schema.py). Beside each data-free palette where bits are scarce (4, 3, 2),
+its sensitive k-means twin (`skm`: weighted by calibration data,
+targets/coreml/sensitive_palettes.py), which the trials measure on the same inputs.
 """
 from __future__ import annotations
 
@@ -16,13 +18,22 @@ _PER_TENSOR = {f"pal{bits}": Palettization(nbits=bits) for bits in (8, 6, 4, 2)}
 _LINEAR = {"int8": LinearQuantization(dtype="int8", granularity="per_channel")}
 _GROUPED = {f"pal{bits}g16": Palettization(nbits=bits, granularity="per_grouped_channel", group_size=16)
             for bits in (6, 4, 3)}
+_SENSITIVE = {f"skm{bits}": Palettization(nbits=bits, mode="sensitive_kmeans") for bits in (4, 2)}
+_SENSITIVE_NEWEST = {"skm3": Palettization(nbits=3, mode="sensitive_kmeans"),
+                     "skm3g16": Palettization(nbits=3, mode="sensitive_kmeans", granularity="per_grouped_channel",
+                                              group_size=16)}
 
 
 def all_settings(deployment: str) -> dict[str, LinearQuantization | Palettization]:
-    settings = {**_PER_TENSOR, **_LINEAR}
+    settings = {**_PER_TENSOR, **_LINEAR, **_SENSITIVE}
     if deployment in NEWEST:  # 3-bit tables and grouped channels (compress_schema.py)
-        settings.update({"pal3": Palettization(nbits=3), **_GROUPED})
+        settings.update({"pal3": Palettization(nbits=3), **_GROUPED, **_SENSITIVE_NEWEST})
     return settings
+
+
+def is_sensitive(method) -> bool:
+    """Whether the setting needs measured sensitivities (tune/sensitivity.py)."""
+    return isinstance(method, Palettization) and method.mode == "sensitive_kmeans"
 
 
 def as_weight_method(method: LinearQuantization | Palettization) -> WeightMethod:

@@ -44,6 +44,7 @@ class Probe:
     captures: str              # .npz written by tune/capture.py
     min_weight_elements: int
     package_sha256: str        # its digest: part of every trial's key
+    sensitivities: str | None = None  # .npz of tune/sensitivity.py, for sensitive_kmeans settings
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ class ProbeSession:
         picks = {readers[int(i)] for i in np.linspace(0, len(readers) - 1, min(self.CHECKPOINTS, len(readers)))} \
             if readers else set()
         self.captures = load_captures(probe.captures)
+        self.sensitivities = None
+        if probe.sensitivities:
+            from kokoro_build.targets.coreml.sensitive_palettes import Sensitivities
+            self.sensitivities = Sensitivities(probe.sensitivities)
         self.checkpoints, runs = [], []
         for capture in self.captures:
             points = Checkpoints(picks | {0})
@@ -155,7 +160,7 @@ def run_trial(trial: Trial) -> list[TrialResult]:
         method = WeightMethod.model_validate(json.loads(method_json)).method
         with warnings.catch_warnings():  # sklearn: fewer distinct values than clusters
             warnings.simplefilter("ignore")
-            compressed = compressed_value(op, method, trial.probe.min_weight_elements)
+            compressed = compressed_value(op, method, trial.probe.min_weight_elements, session.sensitivities)
         if compressed is None:
             results.append(TrialResult(trial.probe.stage, trial.weight, label, None, None, session.baseline))
             continue
@@ -181,8 +186,10 @@ class TrialCache:
 
     def key(self, probe: Probe, weight: str, label: str, method_json: str) -> str:
         material = {"step": "tune-trial", "package": probe.package_sha256, "function": probe.function,
-                    "captures": _captures_digest(probe.captures), "weight": weight, "method": method_json,
+                    "captures": _arrays_digest(probe.captures), "weight": weight, "method": method_json,
                     "min_weight_elements": probe.min_weight_elements, "code": self.code}
+        if '"sensitive_kmeans"' in method_json:  # only these read the sensitivities
+            material["sensitivities"] = _arrays_digest(probe.sensitivities) if probe.sensitivities else None
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
@@ -204,7 +211,7 @@ class TrialCache:
 
 
 @lru_cache(maxsize=None)
-def _captures_digest(path: str) -> str:
+def _arrays_digest(path: str) -> str:
     """Of the arrays, not the file: an .npz records when it was written."""
     h = hashlib.sha256()
     with np.load(path, allow_pickle=False) as data:
@@ -223,6 +230,7 @@ def _code_digest() -> str:
 
     from kokoro_build.plan.code_deps import code_files
     h = hashlib.sha256(importlib.metadata.version("coremltools").encode())
-    for path in code_files(TRIAL_MODULE, "kokoro_build.tune.weights", "kokoro_build.verify.mil_eval"):
+    for path in code_files(TRIAL_MODULE, "kokoro_build.tune.weights", "kokoro_build.verify.mil_eval",
+                           "kokoro_build.targets.coreml.sensitive_palettes"):
         h.update(Path(path).name.encode() + file_sha256(path).encode())
     return h.hexdigest()

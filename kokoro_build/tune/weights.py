@@ -48,18 +48,21 @@ def tunable_weights(function, min_weight_elements: int) -> list[TunableWeight]:
     return found
 
 
-def compressed_value(const_op, method: LinearQuantization | Palettization,
-                     min_weight_elements: int) -> tuple[np.ndarray, int] | None:
+def compressed_value(const_op, method: LinearQuantization | Palettization, min_weight_elements: int,
+                     sensitivities=None) -> tuple[np.ndarray, int] | None:
     """(the dense values a device decodes, the bytes the compressed form stores), or
     None where coremltools would leave the weight as it is (block sizes that don't
-    divide the weight)."""
+    divide the weight). `sensitivities` (a Sensitivities file): for sensitive_kmeans."""
     from coremltools.optimize import _utils as optimize_utils
     from coremltools.optimize.coreml._quantization_passes import linear_quantize_weights, palettize_weights
 
     from kokoro_build.targets.coreml.compress import op_config
+    from kokoro_build.targets.coreml.sensitive_palettes import SENSITIVE_KMEANS, SensitiveWeights
 
     weight = const_op.outputs[0].val
-    config = op_config(method, min_weight_elements)
+    sensitive = SensitiveWeights([const_op], sensitivities) \
+        if isinstance(method, Palettization) and method.mode == SENSITIVE_KMEANS else None
+    config = op_config(method, min_weight_elements, sensitive)
     block_sizes, channel_axis = optimize_utils.infer_block_sizes(const_op, config, weight, return_channel_axis=True)
     if block_sizes is None:
         return None

@@ -22,6 +22,8 @@ from pathlib import Path
 from kokoro_build.schema.compress_schema import (ActivationQuantization, CompressConfig, LinearQuantization, Palettization,
                               WeightMethod)
 from kokoro_build.schema.run import StageRun
+from kokoro_build.targets.coreml.sensitive_palettes import (SENSITIVE_KMEANS, Sensitivities, SensitiveWeights,
+                                                            SensitivityError)
 from kokoro_build.store.package import atomic_path, tree_digest, write_digest, write_json
 from kokoro_build.store.reproducible import normalize_package, reset_mil_names
 
@@ -36,9 +38,16 @@ A8_PASSES = ("compression::insert_prefix_quantize_dequantize_pair",
              "common::dequantize_quantize_pair_elimination")
 
 
-def op_config(method, min_weight_elements: int):
-    """One method -> coremltools' OpPalettizerConfig / OpLinearQuantizerConfig."""
+def op_config(method, min_weight_elements: int, sensitive: SensitiveWeights | None = None,
+              op_name: str | None = None):
+    """One method -> coremltools' OpPalettizerConfig / OpLinearQuantizerConfig.
+    `sensitive`: the package's consts and sensitivities, for sensitive_kmeans palettes
+    (of the op `op_name` only, when the config is an op_names entry)."""
     import coremltools.optimize.coreml as cto
+    if isinstance(method, Palettization) and method.mode == SENSITIVE_KMEANS:
+        if sensitive is None:
+            raise SensitivityError("palettize mode sensitive_kmeans: no sensitivities were given")
+        return sensitive.palettizer_config(method, min_weight_elements, op_name)
     if isinstance(method, Palettization):
         extra = {"group_size": method.group_size} if method.group_size else {}
         return cto.OpPalettizerConfig(nbits=method.nbits, mode=method.mode, granularity=method.granularity,
@@ -48,21 +57,24 @@ def op_config(method, min_weight_elements: int):
                                        weight_threshold=min_weight_elements, **extra)
 
 
-def optimization_config(block: CompressConfig, kind: str):
+def optimization_config(block: CompressConfig, kind: str, sensitive: SensitiveWeights | None = None):
     """The OptimizationConfig of one method's pass, or None if the block never uses it."""
     import coremltools.optimize.coreml as cto
 
-    def mine(entry: WeightMethod | None):
+    def config(method, op_name=None):
+        return op_config(method, block.min_weight_elements, sensitive, op_name)
+
+    def mine(entry: WeightMethod | None, op_name=None):
         method = entry.method if entry is not None else None
-        return op_config(method, block.min_weight_elements) if isinstance(method, METHODS[kind]) else None
+        return config(method, op_name) if isinstance(method, METHODS[kind]) else None
 
     global_method = getattr(block, kind)
     op_types = {name: mine(entry) for name, entry in block.op_types.items()}
-    op_names = {name: mine(entry) for name, entry in block.op_names.items()}
+    op_names = {name: mine(entry, name) for name, entry in block.op_names.items()}
     if global_method is None and not any(op_types.values()) and not any(op_names.values()):
         return None
     return cto.OptimizationConfig(
-        global_config=op_config(global_method, block.min_weight_elements) if global_method else None,
+        global_config=config(global_method) if global_method else None,
         op_type_configs=op_types or None, op_name_configs=op_names or None)
 
 
@@ -117,9 +129,11 @@ def quantize_activations(mlmodel, activations: ActivationQuantization, ranges: d
                              skip_model_load=True)
 
 
-def compress_model(mlmodel, block: CompressConfig, ranges: dict | None = None, program=None):
+def compress_model(mlmodel, block: CompressConfig, ranges: dict | None = None, program=None,
+                   sensitive: SensitiveWeights | None = None):
     """`ranges` ({var: {rmin, rmax}}) and `program` (the model's MIL program) are
-    needed when the block quantizes activations."""
+    needed when the block quantizes activations; `sensitive` when it has
+    sensitive_kmeans palettes."""
     import coremltools.optimize.coreml as cto
     reset_mil_names()  # the ops the passes add are named by process-wide counters
     metadata = dict(mlmodel.user_defined_metadata)
@@ -128,7 +142,7 @@ def compress_model(mlmodel, block: CompressConfig, ranges: dict | None = None, p
             raise ValueError("activations: quantizing activations needs calibrated ranges")
         mlmodel = quantize_activations(mlmodel, block.activations, ranges, program)
     for kind, run in (("palettize", cto.palettize_weights), ("linear", cto.linear_quantize_weights)):
-        config = optimization_config(block, kind)
+        config = optimization_config(block, kind, sensitive)
         if config is not None:
             mlmodel = run(mlmodel, config)
     for key, value in metadata.items():  # provenance survives the graph passes
@@ -153,15 +167,18 @@ def compress_stage(run: StageRun) -> None:
     label = f"{report['kind']} {report['sizes']}"
     config = CompressConfig.model_validate(block)
     print(f"compress {label}: {json.dumps(block, sort_keys=True)}", flush=True)
-    ranges = program = None
+    ranges = program = sensitive = None
     if config.activations is not None:
         from kokoro_build.targets.coreml.calibrate import load_ranges
         from kokoro_build.verify.mil_eval import load_program
         if calibration is None:
             raise ValueError(f"compress {label}: activations: no calibration file given")
         ranges, program = load_ranges(*calibration), load_program(converted_path)
+    if config.uses_mode(SENSITIVE_KMEANS):
+        sensitive = _sensitive_weights(run.paths.sensitivity, converted_path, label)
     _check_op_names(config, converted_path, label)
-    mlmodel = compress_model(ct.models.MLModel(converted_path, skip_model_load=True), config, ranges, program)
+    mlmodel = compress_model(ct.models.MLModel(converted_path, skip_model_load=True), config, ranges, program,
+                             sensitive)
     with atomic_path(out_path) as tmp:
         mlmodel.save(str(tmp))
         normalize_package(tmp)
@@ -174,10 +191,21 @@ def compress_stage(run: StageRun) -> None:
     if config.activations is not None:
         report["activations"] = {"quantized_tensors": report["op_census"].get("quantize", 0),
                                  "calibration": Path(calibration[0]).name}
+    if sensitive is not None:
+        report["sensitive_kmeans"] = sensitive.summary()
     write_json(report_path, report)
     write_digest(out_path, digest, kind=report["kind"], sizes=report["sizes"], report=Path(report_path).name)
     print(f"compress {label}: {report['uncompressed_bytes'] / 1e6:.1f} -> {digest['bytes'] / 1e6:.1f} MB "
           f"in {time.time() - start:.0f} s", flush=True)
+
+
+def _sensitive_weights(sensitivity_path: str | None, package: str, label: str) -> SensitiveWeights:
+    from kokoro_build.verify.mil_eval import _walk, load_program
+    if sensitivity_path is None:
+        raise SensitivityError(f"compress {label}: palettize mode sensitive_kmeans: no sensitivity file given")
+    program = load_program(package)
+    consts = [op for function in program.functions.values() for op in _walk(function) if op.op_type == "const"]
+    return SensitiveWeights(consts, Sensitivities(sensitivity_path))
 
 
 def _check_op_names(config: CompressConfig, package: str, label: str) -> None:
