@@ -71,12 +71,15 @@ def by_const_value(module, fisher: dict[str, np.ndarray]) -> dict[str, np.ndarra
     return found
 
 
-def stage_sensitivities(variant_dir: Path, manifest, stage: str, captured) -> dict[str, np.ndarray]:
+def stage_sensitivities(variant_dir: Path, manifest, stage: str, captured, log=print) -> dict[str, np.ndarray]:
     """One stage's sensitivities from its captures (tune/capture.py's Captured), with
-    the traced twin of the captured (package, function)."""
+    the traced twin of the captured (package, function): those of the package's
+    weights (tune/weights.py's, at any size), each found by value."""
     import torch
 
     from kokoro_build.tune.trials import load_captures
+    from kokoro_build.tune.weights import tunable_weights
+    from kokoro_build.verify.mil_eval import _walk, load_program
     artifact = next(a for a in manifest.stages[stage].artifacts
                     if a.package == captured.package and (a.function or "main") == captured.function)
     module = torch.jit.load(str(variant_dir / artifact.traced)).eval()
@@ -86,7 +89,13 @@ def stage_sensitivities(variant_dir: Path, manifest, stage: str, captured) -> di
                            if spec.dtype.startswith("int") else
                            torch.from_numpy(np.ascontiguousarray(capture["inputs"][spec.name])).float()
                            for spec in artifact.inputs))
-    return by_const_value(module, fisher_diagonal(module, calls))
+    measured = by_const_value(module, fisher_diagonal(module, calls))
+    function = load_program(variant_dir / captured.package).functions[captured.function]
+    consts = {op.name: op.outputs[0].val for op in _walk(function) if op.op_type == "const"}
+    weights = {value_key(consts[weight.name]) for weight in tunable_weights(function, 0)}
+    found = {key: value for key, value in measured.items() if key in weights}
+    log(f"sensitivity {stage}: {len(found)} of the package's {len(weights)} weights found in the twin")
+    return found
 
 
 def measure(variant_dir: Path, manifest, stages: list[str], texts: list[str], voice: str, out_path: Path,
@@ -108,10 +117,8 @@ def measure(variant_dir: Path, manifest, stages: list[str], texts: list[str], vo
             found = capture(variant_dir, manifest, stages, texts, voice, Path(scratch))
             for stage in stages:
                 began = time.time()
-                measured = stage_sensitivities(variant_dir, manifest, stage, found[stage])
-                arrays.update(measured)
-                log(f"sensitivity {stage}: {len(measured)} weight layouts from {found[stage].count} "
-                    f"captures in {time.time() - began:.0f} s")
+                arrays.update(stage_sensitivities(variant_dir, manifest, stage, found[stage], log))
+                log(f"sensitivity {stage}: {found[stage].count} captures in {time.time() - began:.0f} s")
     finally:
         torch.set_num_threads(threads)
     with atomic_path(out_path) as tmp:

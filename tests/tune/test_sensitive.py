@@ -46,6 +46,15 @@ def test_few_distinct_values_are_kept_exactly():
     assert len(table) == 8 and np.array_equal(table[indices], values)
 
 
+def test_a_weight_is_found_by_its_values_whatever_its_shape(tmp_path):
+    """A Conv1d's [O, I, K] weight reaches the program as [O, I, 1, K]."""
+    weight = np.arange(24, dtype=np.float16).reshape(2, 3, 4)
+    np.savez(tmp_path / "s.npz", format=np.asarray(FORMAT), **{value_key(weight): np.ones((2, 3, 4), np.float32)})
+    found = Sensitivities(tmp_path / "s.npz").of(weight.reshape(2, 3, 1, 4))
+    assert found.shape == (2, 3, 1, 4)
+    assert Sensitivities(tmp_path / "s.npz").of(weight + 1) is None
+
+
 def test_a_file_of_another_format_is_refused(tmp_path):
     path = tmp_path / "s.npz"
     np.savez(path, format=np.asarray("something-else/1"))

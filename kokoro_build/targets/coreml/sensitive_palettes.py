@@ -12,7 +12,7 @@ splitting (`blockwise_compress` run once over the weight and once over its
 sensitivity), and looked up by value.
 
 Sensitivities are stored by the *value* of the MIL const they belong to (its fp16
-bytes and shape): MIL op names are renumbered by graph changes, values are not.
+values): MIL op names are renumbered by graph changes, values are not.
 """
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ class SensitivityError(ValueError):
 
 
 def value_key(array: np.ndarray) -> str:
-    """A weight's identity: its fp16 bytes and shape."""
+    """A weight's identity: its fp16 values in order, whatever its shape (a Conv1d's
+    weight reaches the program as the same values with a unit axis added)."""
     array = np.ascontiguousarray(np.asarray(array).astype(np.float16))
-    return hashlib.sha256(f"{array.shape}".encode() + array.tobytes()).hexdigest()
+    return hashlib.sha256(array.tobytes()).hexdigest()
 
 
 class Sensitivities:
@@ -53,8 +54,9 @@ class Sensitivities:
         self.keys = frozenset(self._data.files) - {"format", "key"}
 
     def of(self, weight: np.ndarray) -> np.ndarray | None:
+        """The weight's sensitivity, in its shape."""
         key = value_key(weight)
-        return self._data[key] if key in self.keys else None
+        return self._data[key].reshape(weight.shape) if key in self.keys else None
 
 
 def weighted_palette(values: np.ndarray, weights: np.ndarray, nbits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +92,7 @@ class SensitiveLut:
         self.unweighted = 0
 
     def __call__(self, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        weights = self.groups.get(value_key(group))
+        weights = self.groups.get(value_key(group))  # flattened by weighted_palette: its shape doesn't matter
         if weights is None:
             self.unweighted += 1
             weights = np.ones(group.shape, np.float32)
