@@ -16,12 +16,13 @@ def overlay(base: Path, out: Path, name: str, choices: dict[tuple[str, str], str
     settings = all_settings(deployment)
     stages: dict[str, dict] = {}
     for (stage, weight), label in sorted(choices.items()):
-        if label == UNCOMPRESSED:
-            continue  # not named: the stage has no global method, so it stays fp16
-        method = settings[label]
-        kind = "palettize" if hasattr(method, "nbits") else "linear"
         entry = stages.setdefault(stage, {"compress": {"min_weight_elements": min_weight_elements[stage],
                                                        "op_names": {}}})
+        if label == UNCOMPRESSED:  # null: fp16, whatever global method the base's block has
+            entry["compress"]["op_names"][weight] = None
+            continue
+        method = settings[label]
+        kind = "palettize" if hasattr(method, "nbits") else "linear"
         entry["compress"]["op_names"][weight] = {kind: method.model_dump(mode="json", exclude_defaults=True)}
     extends = os.path.relpath(base.resolve(), out.resolve().parent)
     return {"extends": extends, "name": name, "description": description, "stages": stages}
