@@ -64,6 +64,7 @@ def weighted_palette(values: np.ndarray, weights: np.ndarray, nbits: int) -> tup
     table minimizing sum(weight * (value - entry)**2). Lloyd's algorithm over the
     distinct values (the Kokoro weights hold few: int8-derived), from k-means++ seeds."""
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
     flat = values.reshape(-1)
     distinct, inverse = np.unique(flat.astype(np.float32), return_inverse=True)
     mass = np.bincount(inverse.reshape(-1), weights=weights.reshape(-1).astype(np.float64), minlength=len(distinct))
@@ -72,7 +73,10 @@ def weighted_palette(values: np.ndarray, weights: np.ndarray, nbits: int) -> tup
         table = np.concatenate([distinct, np.full(entries - len(distinct), distinct[-1], np.float32)])
         return table.astype(values.dtype), inverse.reshape(-1).astype(np.uint8)
     mass = mass + FLOOR * max(float(mass.mean()), 1e-30)
-    kmeans = KMeans(n_clusters=entries, n_init=3, random_state=0).fit(distinct[:, None], sample_weight=mass)
+    # one thread: Lloyd's sums its chunks in thread order, and a package's bytes must
+    # not depend on the machine's core count (a release is byte-for-byte reproducible)
+    with threadpool_limits(limits=1):
+        kmeans = KMeans(n_clusters=entries, n_init=3, random_state=0).fit(distinct[:, None], sample_weight=mass)
     table = kmeans.cluster_centers_[:, 0].astype(np.float32)
     order = np.argsort(table)  # a sorted table: the same palette whatever order k-means found it in
     rank = np.empty_like(order)
