@@ -191,7 +191,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         return 1
     request = TuneRequest(config_path=args.config, stages=tuple(args.stages), budget_mb=args.budget_mb,
                           recipe=args.recipe, executor=args.executor, workers=args.workers,
-                          ray_address=args.ray, allow=frozenset(args.allow), texts=tuple(args.text),
+                          ray_address=args.ray, allow=frozenset(args.allow), exclude=frozenset(args.exclude),
+                          texts=tuple(args.text),
                           verify=not args.no_verify, min_weight_elements=args.min_weight_elements)
     try:
         summary = tune(request, log=lambda line: print(line, flush=True))
@@ -316,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     _executor_arguments(tune, "trials")
     tune.add_argument("--allow", action="append", default=[],
                       help="a setting label or lint rule id to try although the device-risk lint flags it")
+    tune.add_argument("--exclude", action="append", default=[], metavar="LABEL",
+                      help="a setting label not to try (repeat), e.g. the skm ones to compare with data-free "
+                           "palettes alone")
     tune.add_argument("--text", action="append", default=[],
                       help="a text the trials speak (repeat; default: the base's calibration texts, else two "
                            "short built-in sentences)")

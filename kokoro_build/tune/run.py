@@ -36,6 +36,7 @@ class TuneRequest:
     workers: int | None = None
     ray_address: str | None = None      # --executor ray: "auto", a cluster address, or "local"
     allow: frozenset[str] = frozenset()  # settings (labels or lint rule ids) the lint flags
+    exclude: frozenset[str] = frozenset()  # setting labels not to try
     texts: tuple[str, ...] = ()
     verify: bool = True
     min_weight_elements: int | None = None  # default: each stage's compress block's, else 2048
@@ -65,6 +66,7 @@ def tune(request: TuneRequest, log=print) -> dict:
     executor = make_executor(request.executor, request.workers, request.ray_address, TRIAL_RESOURCES)
     config = load_config(request.config_path)
     _check_stages(config, request.stages)
+    _check_excluded(config, request.exclude)
     out = artifacts_dir(config, request.config_path)
     stages = converted_stages(config, out)
     log(f"tune: building {config.name}'s converted packages")
@@ -84,8 +86,9 @@ def tune(request: TuneRequest, log=print) -> dict:
     version = coremltools.__version__
     per_stage, trials, left_out, speed, settings = {}, [], {}, {}, {}
     for stage in request.stages:
-        settings[stage], skipped = candidate_settings(config.target.deployment, config.stage_compute_units(stage),
-                                                      version, request.allow)
+        chosen, skipped = candidate_settings(config.target.deployment, config.stage_compute_units(stage),
+                                             version, request.allow)
+        settings[stage] = {label: method for label, method in chosen.items() if label not in request.exclude}
         left_out.update(skipped)
     sensitivities = None
     if any(is_sensitive(m) for chosen in settings.values() for m in chosen.values()):
@@ -139,6 +142,14 @@ def _sensitivities(config, out: Path, manifest, stages: dict, tuned: tuple[str, 
     log(f"tune: measuring sensitivities of {', '.join(tuned)} (for the skm settings)")
     measure(out, manifest, list(tuned), config.tune_texts, config.calibration_voice, path, log=log, key=key)
     return path
+
+
+def _check_excluded(config, exclude: frozenset[str]) -> None:
+    from kokoro_build.tune.settings import all_settings
+    unknown = sorted(exclude - set(all_settings(config.target.deployment)))
+    if unknown:
+        raise TuneError(f"tune: --exclude {unknown[0]}: not a setting for {config.target.deployment} (known: "
+                        f"{', '.join(all_settings(config.target.deployment))})")
 
 
 def _check_stages(config, stages: tuple[str, ...]) -> None:

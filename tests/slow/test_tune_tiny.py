@@ -28,10 +28,11 @@ def test_tune_writes_a_recipe_that_builds_and_a_warm_rerun_runs_nothing(tmp_path
     ran = [line for line in lines if " trials to run, " in line][0]
     assert not ran.startswith("tune: 0 trials")
     labels = {t["label"] for t in first["trials"]}
-    assert labels == {"pal8", "pal6", "pal2", "int8"}
+    assert labels == {"pal8", "pal6", "pal2", "int8", "skm2"}  # skm4 is left out with pal4
+    assert (tmp_path / "artifacts" / "tune-tiny" / "tune" / "sensitivity.npz").is_file()
     recipe = load_config(first["recipe"])
     named = {**recipe.stages["duration"].compress.op_names, **recipe.stages["prosody"].compress.op_names}
-    assert named and all(m.palettize or m.linear for m in named.values())
+    assert named and all(m is None or m.palettize or m.linear for m in named.values())  # None: fp16
     measured = first["measured"]
     assert "error" not in measured and measured["mb"] > 0, measured  # built through its report
     tune_dir = tmp_path / "artifacts" / "tune-tiny" / "tune"
@@ -42,4 +43,24 @@ def test_tune_writes_a_recipe_that_builds_and_a_warm_rerun_runs_nothing(tmp_path
     lines.clear()
     again = tune(TuneRequest(**{**request.__dict__, "verify": False}), log=lines.append)
     assert any(line.startswith("tune: 0 trials to run") for line in lines), lines
+    assert any(line.startswith("tune: sensitivities of duration, prosody unchanged") for line in lines), lines
     assert again["trials"] == first["trials"] and again["predicted_mb"] == first["predicted_mb"]
+    data_free = tune(TuneRequest(**{**request.__dict__, "verify": False, "exclude": frozenset({"skm2"})}),
+                     log=lines.append)
+    assert {t["label"] for t in data_free["trials"]} == {"pal8", "pal6", "pal2", "int8"}
+
+
+def test_sensitive_palettes_build_through_the_sensitivity_task(tmp_path):
+    """A stage palettized with sensitive k-means: the sensitivity task runs, and every
+    compressed weight had a measured sensitivity."""
+    from kokoro_build.plan.invoke import run_doit
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE.replace(
+        "  duration: {kind: duration, shapes: {tokens: {range: [2, 512]}}}\n",
+        "  duration: {kind: duration, shapes: {tokens: {range: [2, 512]}},\n"
+        "             compress: {palettize: {nbits: 2, mode: sensitive_kmeans}, min_weight_elements: 100000}}\n"))
+    run_doit(str(tmp_path / "pipeline.yaml"), ["duration"], log=lambda line: None)
+    variant = tmp_path / "artifacts" / "tune-tiny"
+    assert (variant / "_work" / "sensitivity.npz").is_file()
+    (report,) = (variant / "duration").glob("*.report.json")
+    summary = json.loads(report.read_text())["sensitive_kmeans"]
+    assert summary["weights_measured"] > 0 and summary["groups_unweighted"] == 0, summary
