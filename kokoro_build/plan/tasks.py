@@ -323,19 +323,14 @@ def _calibration_task(config: PipelineConfig, out: Path, target: Path) -> dict:
     goes through misaki), recording activation ranges for the A8 stages."""
     stages = converted_stages(config, out, target)
     required = [a["package"] for name in config.activation_stages for a in stages[name]["artifacts"]]
-    converted = [a["package"] for s in stages.values() for a in s["artifacts"]]
     run_slice = {"texts": config.calibration.chosen_texts, "voice": config.calibration_voice}
-    runtime = runtime_files(out, config.model.voices)
-    plan = {"name": config.name, "out": str(out), "runtime": runtime, "stages": stages,
-            "texts": run_slice["texts"], "voice": run_slice["voice"], "required": required}
+    plan, file_dep = _chain_inputs(config, out, stages)
     return _task(
-        "kokoro_build.targets.coreml.calibrate:calibrate", [plan, str(target)],
+        "kokoro_build.targets.coreml.calibrate:calibrate", [{**plan, **run_slice, "required": required}, str(target)],
         basename="calibration",
         doc=f"W8A8: speak {len(run_slice['texts'])} calibration texts through the converted "
             f"packages -> {target.relative_to(out)} (activation ranges)",
-        file_dep=[runtime["config"], runtime["vocab"], *runtime["voices"].values()] +
-                 [str(digest_path(p)) for p in converted] + [str(report_path(p)) for p in converted],
-        targets=[str(target)], uptodate=[config_changed(run_slice)])
+        file_dep=file_dep, targets=[str(target)], uptodate=[config_changed(run_slice)])
 
 
 def _sensitivity_task(config: PipelineConfig, out: Path) -> dict:
@@ -343,19 +338,26 @@ def _sensitivity_task(config: PipelineConfig, out: Path) -> dict:
     then the sensitive stages' gradients (tune/sensitivity.py)."""
     target = sensitivity_path(out)
     stages = converted_stages(config, out)
-    artifacts = [a for s in stages.values() for a in s["artifacts"]]
     run_slice = {"texts": config.tune_texts, "voice": config.calibration_voice, "sensitive": config.sensitive_stages}
-    runtime = runtime_files(out, config.model.voices)
-    plan = {"name": config.name, "out": str(out), "runtime": runtime, "stages": stages, **run_slice}
+    plan, file_dep = _chain_inputs(config, out, stages)
+    twins = sorted({str(digest_path(a["traced"])) for s in stages.values() for a in s["artifacts"]})
     return _task(
-        "kokoro_build.tune.sensitivity:measure_sensitivities", [plan, str(target)],
+        "kokoro_build.tune.sensitivity:measure_sensitivities", [{**plan, **run_slice}, str(target)],
         basename="sensitivity",
         doc=f"sensitive palettes: gradients of {', '.join(config.sensitive_stages)} on "
             f"{len(run_slice['texts'])} texts -> {target.relative_to(out)}",
-        file_dep=[runtime["config"], runtime["vocab"], *runtime["voices"].values()] +
-                 sorted({str(digest_path(a["traced"])) for a in artifacts} | {a["report"] for a in artifacts} |
-                        {str(digest_path(a["package"])) for a in artifacts}),
-        targets=[str(target)], uptodate=[config_changed(run_slice)])
+        file_dep=file_dep + twins, targets=[str(target)], uptodate=[config_changed(run_slice)])
+
+
+def _chain_inputs(config: PipelineConfig, out: Path, stages: dict) -> tuple[dict, list[str]]:
+    """What a task speaking through the converted packages' manifest (calibrate.py's
+    calibration_manifest) is given, and the files it reads: the runtime files, every
+    converted package and its report."""
+    runtime = runtime_files(out, config.model.voices)
+    artifacts = [a for s in stages.values() for a in s["artifacts"]]
+    converted = sorted({str(digest_path(a["package"])) for a in artifacts} | {a["report"] for a in artifacts})
+    plan = {"name": config.name, "out": str(out), "runtime": runtime, "stages": stages}
+    return plan, [runtime["config"], runtime["vocab"], *runtime["voices"].values(), *converted]
 
 
 def _merge_task(stage_name: str, runs: list[StageRun], out: Path) -> dict:
