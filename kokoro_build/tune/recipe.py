@@ -23,15 +23,28 @@ def overlay(base: Path, out: Path, name: str, choices: dict[tuple[str, str], str
             continue
         method = settings[label]
         kind = "palettize" if hasattr(method, "nbits") else "linear"
-        entry["compress"]["op_names"][weight] = {kind: method.model_dump(mode="json", exclude_defaults=True)}
+        # `!replace`: a base's own setting for the weight (say `linear:`) must not merge into it
+        entry["compress"]["op_names"][weight] = _Replacing({kind: method.model_dump(mode="json",
+                                                                                    exclude_defaults=True)})
     extends = os.path.relpath(base.resolve(), out.resolve().parent)
     return {"extends": extends, "name": name, "description": description, "stages": stages}
+
+
+class _Replacing(dict):
+    """A mapping written with the overlay's `!replace` tag (schema/overlay.py)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Replacing, lambda dumper, data: dumper.represent_mapping("!replace", data))
 
 
 def write_recipe(path: Path, document: dict, header: list[str]) -> None:
     from kokoro_build.store.package import atomic_path
     text = "".join(f"# {line}\n" for line in header)
-    text += yaml.safe_dump(document, sort_keys=False, width=120)
+    text += yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=120)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

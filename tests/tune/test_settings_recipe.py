@@ -42,3 +42,21 @@ def test_the_written_recipe_loads_and_names_each_weight(tmp_path):
     assert block.op_names["w_b"].linear.dtype == "int8"
     # fp16 is named null: uncompressed even where the base stage has a global method
     assert block.op_names["w_c"] is None and block.palettize is None and block.linear is None
+
+
+def test_a_tuned_setting_replaces_the_bases_own_setting_for_that_weight(tmp_path):
+    """A base tuned before names the same weights: its `linear:` for a weight must not
+    merge with the new `palettize:` (a config error), nor its palette with the new int8."""
+    base = tmp_path / "base.yaml"
+    base.write_text("version: 1\nname: base\nmodel: {source: pypi-int8, voices: [jf_alpha]}\n"
+                    "target: {deployment: iOS18}\n"
+                    "stages:\n  vocoder:\n    kind: vocoder\n    shapes: {frames: {buckets: [120]}}\n"
+                    "    compress:\n      palettize: {nbits: 6}\n"
+                    "      op_names: {w_a: {linear: {}}, w_b: {palettize: {nbits: 8}}, w_c: {palettize: {nbits: 3}}}\n")
+    out = tmp_path / "tuned.yaml"
+    choices = {("vocoder", "w_a"): "skm3g16", ("vocoder", "w_b"): "int8", ("vocoder", "w_c"): "fp16"}
+    write_recipe(out, overlay(base, out, "tuned", choices, {"vocoder": 2048}, "iOS18", "test"), ["h"])
+    block = load_config(out).stages["vocoder"].compress
+    assert block.op_names["w_a"].linear is None and block.op_names["w_a"].palettize.mode == "sensitive_kmeans"
+    assert block.op_names["w_b"].palettize is None and block.op_names["w_b"].linear.dtype == "int8"
+    assert block.op_names["w_c"] is None
