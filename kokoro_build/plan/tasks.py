@@ -19,7 +19,7 @@ With `compress: {activations: ...}` (A8) on some stage, one
   calibration               the chain speaks calibration.texts through every stage's
                             converted package (MIL evaluator) -> _work/calibration.json
 feeds those stages' compress steps. With `mode: sensitive_kmeans` palettes on some stage, one
-  sensitivity               the chain speaks the tune texts through the fp32 twins; the
+  sensitivity               the chain speaks SENSITIVITY_TEXTS through the fp32 twins; the
                             gradients of those stages' twins -> _work/sensitivity.npz
 feeds those stages' compress steps.
 With `targets: [coreml, executorch]`, each shape also gets
@@ -44,6 +44,7 @@ from doit.tools import config_changed
 
 from kokoro_build.plan.actions import action
 from kokoro_build.plan.code_deps import code_files
+from kokoro_build.schema.texts import SENSITIVITY_TEXTS
 from kokoro_build.plan.paths import (artifacts_dir, calibration_path, sensitivity_path, g2p_checkpoint, lexicon_path,  # noqa: F401
                                      manifest_entry, materialized_source, recipe_path, runtime_files, stage_paths,
                                      weights_path)
@@ -338,7 +339,8 @@ def _sensitivity_task(config: PipelineConfig, out: Path) -> dict:
     then the sensitive stages' gradients (tune/sensitivity.py)."""
     target = sensitivity_path(out)
     stages = converted_stages(config, out)
-    run_slice = {"texts": config.tune_texts, "voice": config.calibration_voice, "sensitive": config.sensitive_stages}
+    run_slice = {"texts": list(SENSITIVITY_TEXTS), "voice": config.calibration_voice,
+                 "sensitive": config.sensitive_stages}
     plan, file_dep = _chain_inputs(config, out, stages)
     twins = sorted({str(digest_path(a["traced"])) for s in stages.values() for a in s["artifacts"]})
     return _task(

@@ -93,7 +93,7 @@ def tune(request: TuneRequest, log=print) -> dict:
     sensitivities = None
     if any(is_sensitive(m) for chosen in settings.values() for m in chosen.values()):
         # what the build's sensitivity task measures (the same texts and voice), so a
-        # sensitive trial measures the palette the compress step will write
+        # sensitive trial measures the palette the compress step will write, on other inputs
         sensitivities = _sensitivities(config, out, manifest, stages, request.stages, tune_dir, log)
     for stage in request.stages:
         found = captured[stage]
@@ -117,17 +117,19 @@ def tune(request: TuneRequest, log=print) -> dict:
 
 
 def _sensitivities(config, out: Path, manifest, stages: dict, tuned: tuple[str, ...], tune_dir: Path, log) -> Path:
-    """The tuned stages' sensitivities (tune/sensitivity.py), measured again only when
-    what they come from changed: the twins, the texts, the voice or the code."""
+    """The tuned stages' sensitivities (tune/sensitivity.py), on the texts the build's
+    sensitivity task speaks (schema/texts.py: not the trials' texts), measured again
+    only when what they come from changed: the twins, the texts, the voice or the code."""
     import hashlib
 
     import numpy as np
 
     from kokoro_build.plan.code_deps import code_files
+    from kokoro_build.schema.texts import SENSITIVITY_TEXTS
     from kokoro_build.store.package import digest_path, file_sha256
     from kokoro_build.tune.sensitivity import measure
     traced = sorted({a["traced"] for s in stages.values() for a in s["artifacts"]})
-    material = {"stages": list(tuned), "texts": config.tune_texts, "voice": config.calibration_voice,
+    material = {"stages": list(tuned), "texts": list(SENSITIVITY_TEXTS), "voice": config.calibration_voice,
                 "twins": [file_sha256(digest_path(path)) for path in traced],
                 "code": [file_sha256(path) for path in code_files("kokoro_build.tune.sensitivity")]}
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -140,7 +142,7 @@ def _sensitivities(config, out: Path, manifest, stages: dict, tuned: tuple[str, 
     except (OSError, KeyError, ValueError):
         pass  # none yet, or unreadable: measure
     log(f"tune: measuring sensitivities of {', '.join(tuned)} (for the skm settings)")
-    measure(out, manifest, list(tuned), config.tune_texts, config.calibration_voice, path, log=log, key=key)
+    measure(out, manifest, list(tuned), list(SENSITIVITY_TEXTS), config.calibration_voice, path, log=log, key=key)
     return path
 
 
