@@ -156,11 +156,14 @@ def test_an_integer_add_is_left_alone():
 
 def test_an_op_name_the_package_lacks_is_an_error_not_a_silent_fallback(converted, tmp_path):
     from kokoro_build.targets.coreml.compress import _check_op_names
+    from kokoro_build.verify.mil_eval import load_program
     model, _, _ = converted
     path = tmp_path / "m.mlpackage"
     model.save(str(path))
+    program = load_program(path)
     conv = next(op.name for op in model._mil_program.functions["main"].operations if op.op_type == "conv")
-    _check_op_names(CompressConfig.model_validate({"op_names": {conv: {"palettize": {"nbits": 4}}}}), str(path), "m")
+    _check_op_names(CompressConfig.model_validate({"op_names": {conv: {"palettize": {"nbits": 4}}}}), program,
+                    str(path), "m")
     with pytest.raises(ValueError, match="op_names: conv_renamed is not an op of m.mlpackage"):
         _check_op_names(CompressConfig.model_validate(
-            {"op_names": {conv: None, "conv_renamed": {"palettize": {"nbits": 4}}}}), str(path), "m")
+            {"op_names": {conv: None, "conv_renamed": {"palettize": {"nbits": 4}}}}), program, str(path), "m")

@@ -44,13 +44,13 @@ from doit.tools import config_changed
 
 from kokoro_build.plan.actions import action
 from kokoro_build.plan.code_deps import code_files
-from kokoro_build.schema.texts import SENSITIVITY_TEXTS
-from kokoro_build.plan.paths import (artifacts_dir, calibration_path, sensitivity_path, g2p_checkpoint, lexicon_path,  # noqa: F401
-                                     manifest_entry, materialized_source, recipe_path, runtime_files, stage_paths,
-                                     weights_path)
+from kokoro_build.plan.paths import (artifacts_dir, calibration_path, g2p_checkpoint, lexicon_path,  # noqa: F401
+                                     manifest_entry, materialized_source, recipe_path, runtime_files,
+                                     sensitivity_path, stage_paths, weights_path)
 from kokoro_build.schema.config import PipelineConfig, StageConfig
+from kokoro_build.schema.texts import SENSITIVITY_TEXTS
 from kokoro_build.schema.kinds import kind_row
-from kokoro_build.schema.run import StageRun, report_path
+from kokoro_build.schema.run import StageRun
 from kokoro_build.store.package import DIGEST_SUFFIX, digest_path, outputs_intact, remove_targets
 
 LOCK_FILES = [Path(__file__).resolve().parents[2] / "requirements" / n for n in ("lock.txt", "nodeps.txt")]

@@ -29,14 +29,21 @@ class TorchBackend:
                                "speak from it with --backend mil, executorch or coreml")
         if path not in self._modules:
             self._modules[path] = torch.jit.load(str(self.variant_dir / path)).eval()
-        args = []
-        for spec in artifact.inputs:
-            value = torch.from_numpy(np.ascontiguousarray(inputs[spec.name]))
-            args.append(value.long() if spec.dtype.startswith("int") else value.float())
         with torch.no_grad():
-            outputs = self._modules[path](*args)
+            outputs = self._modules[path](*twin_arguments(artifact, inputs))
         outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
         return {spec.name: out.numpy() for spec, out in zip(artifact.outputs, outputs)}
+
+
+def twin_arguments(artifact: Artifact, inputs: dict[str, np.ndarray]) -> list:
+    """A traced twin's positional tensors, in the artifact's input order: int64 for
+    integer inputs, float32 for the rest."""
+    import torch
+    args = []
+    for spec in artifact.inputs:
+        value = torch.from_numpy(np.ascontiguousarray(inputs[spec.name]))
+        args.append(value.long() if spec.dtype.startswith("int") else value.float())
+    return args
 
 
 class CoreMLBackend:

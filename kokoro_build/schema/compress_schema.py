@@ -59,7 +59,7 @@ class Palettization(_Strict):
 
     nbits: Literal[1, 2, 3, 4, 6, 8]  # what coremltools 9.0 palettizes to
     # sensitive_kmeans: k-means weighted by each value's measured effect on the stage's
-    # output (the `sensitivity` task, over calibration.texts; targets/coreml/sensitive_palettes.py)
+    # output (the `sensitivity` task, on schema/texts.py's texts; targets/coreml/sensitive_palettes.py)
     mode: Literal["kmeans", "uniform", "sensitive_kmeans"] = "kmeans"
     granularity: Literal["per_tensor", "per_grouped_channel"] = "per_tensor"
     group_size: PositiveInt | None = None  # per_grouped_channel only (coremltools' default: 32)

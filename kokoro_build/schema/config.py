@@ -464,7 +464,7 @@ class CacheConfig(Strict):
         return url
 
 
-# What tune and sensitive palettes calibrate on without a `calibration:` block: short,
+# What tune's trials speak without a `calibration:` block: short,
 # plain sentences not in the benchmarks' set (about a second of speech each; a tune
 # trial runs each one per setting per weight, so their length is the trial's cost).
 DEFAULT_TUNE_TEXTS = ("The boat drifted to the shore.", "Can you hear the music?")
@@ -620,7 +620,7 @@ class PipelineConfig(Strict):
 
     @property
     def tune_texts(self) -> list[str]:
-        """What tune and the sensitivity task speak: calibration.texts, else the defaults."""
+        """What tune's trials speak: calibration.texts, else the defaults."""
         return self.calibration.chosen_texts if self.calibration else list(DEFAULT_TUNE_TEXTS)
 
     @property

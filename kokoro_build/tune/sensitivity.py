@@ -5,8 +5,9 @@ A stage has no training loss, so the loss is a random projection of its outputs,
 <f(x), v> with v ~ N(0, I): the expected square of its gradient is the diagonal of
 J^T J, the curvature of the outputs' squared error around the fp32 weights, which is
 what a palette's rounding costs to second order (the diagonal Fisher of SqueezeLLM,
-arXiv 2306.07629). Inputs: what the stage is given when the chain speaks the tune
-texts through the fp32 twins (tune/capture.py); gradients: of the stage's traced twin.
+arXiv 2306.07629). Inputs: what the stage is given when the chain speaks
+schema/texts.py's SENSITIVITY_TEXTS (not the tune's trial texts) through the fp32
+twins (tune/capture.py); gradients: of the stage's traced twin.
 
 A twin parameter is found in the converted package by value (its fp16 bytes): as it
 is, or, for an LSTM's weights, with the gate blocks in Core ML's order (PyTorch keeps
@@ -77,18 +78,14 @@ def stage_sensitivities(variant_dir: Path, manifest, stage: str, captured, log=p
     weights (tune/weights.py's, at any size), each found by value."""
     import torch
 
+    from kokoro_build.runtime.backends import twin_arguments
     from kokoro_build.tune.trials import load_captures
     from kokoro_build.tune.weights import tunable_weights
     from kokoro_build.verify.mil_eval import _walk, load_program
     artifact = next(a for a in manifest.stages[stage].artifacts
                     if a.package == captured.package and (a.function or "main") == captured.function)
     module = torch.jit.load(str(variant_dir / artifact.traced)).eval()
-    calls = []
-    for capture in load_captures(str(captured.path)):
-        calls.append(tuple(torch.from_numpy(np.ascontiguousarray(capture["inputs"][spec.name])).long()
-                           if spec.dtype.startswith("int") else
-                           torch.from_numpy(np.ascontiguousarray(capture["inputs"][spec.name])).float()
-                           for spec in artifact.inputs))
+    calls = [tuple(twin_arguments(artifact, capture["inputs"])) for capture in load_captures(str(captured.path))]
     measured = by_const_value(module, fisher_diagonal(module, calls))
     function = load_program(variant_dir / captured.package).functions[captured.function]
     consts = {op.name: op.outputs[0].val for op in _walk(function) if op.op_type == "const"}

@@ -168,15 +168,17 @@ def compress_stage(run: StageRun) -> None:
     config = CompressConfig.model_validate(block)
     print(f"compress {label}: {json.dumps(block, sort_keys=True)}", flush=True)
     ranges = program = sensitive = None
+    if config.activations is not None or config.uses_mode(SENSITIVE_KMEANS) or config.op_names:
+        from kokoro_build.verify.mil_eval import load_program
+        program = load_program(converted_path)  # once, for whichever of the three needs it
     if config.activations is not None:
         from kokoro_build.targets.coreml.calibrate import load_ranges
-        from kokoro_build.verify.mil_eval import load_program
         if calibration is None:
             raise ValueError(f"compress {label}: activations: no calibration file given")
-        ranges, program = load_ranges(*calibration), load_program(converted_path)
+        ranges = load_ranges(*calibration)
     if config.uses_mode(SENSITIVE_KMEANS):
-        sensitive = _sensitive_weights(run.paths.sensitivity, converted_path, label)
-    _check_op_names(config, converted_path, label)
+        sensitive = _sensitive_weights(run.paths.sensitivity, program, label)
+    _check_op_names(config, program, converted_path, label)
     mlmodel = compress_model(ct.models.MLModel(converted_path, skip_model_load=True), config, ranges, program,
                              sensitive)
     with atomic_path(out_path) as tmp:
@@ -199,25 +201,23 @@ def compress_stage(run: StageRun) -> None:
           f"in {time.time() - start:.0f} s", flush=True)
 
 
-def _sensitive_weights(sensitivity_path: str | None, package: str, label: str) -> SensitiveWeights:
-    from kokoro_build.verify.mil_eval import _walk, load_program
+def _sensitive_weights(sensitivity_path: str | None, program, label: str) -> SensitiveWeights:
+    from kokoro_build.verify.mil_eval import _walk
     if sensitivity_path is None:
         raise SensitivityError(f"compress {label}: palettize mode sensitive_kmeans: no sensitivity file given")
-    program = load_program(package)
     consts = [op for function in program.functions.values() for op in _walk(function) if op.op_type == "const"]
     return SensitiveWeights(consts, Sensitivities(sensitivity_path))
 
 
-def _check_op_names(config: CompressConfig, package: str, label: str) -> None:
+def _check_op_names(config: CompressConfig, program, package: str, label: str) -> None:
     """Every `op_names` key must name an op of the package (a weight's const, as tune
     writes them, or the op reading it): coremltools ignores a name it doesn't find, so
     a setting whose op was renamed (a surgery pass or a coremltools update renumbers
     ops) would silently fall back to the global one."""
     if not config.op_names:
         return
-    from kokoro_build.verify.mil_eval import _walk, load_program
+    from kokoro_build.verify.mil_eval import _walk
 
-    program = load_program(package)
     names = {op.name for function in program.functions.values() for op in _walk(function)}
     unknown = sorted(set(config.op_names) - names)
     if unknown:

@@ -53,6 +53,9 @@ class Sensitivities:
             raise SensitivityError(f"{self.path}: format {found!r}, expected {FORMAT}")
         self.keys = frozenset(self._data.files) - {"format", "key"}
 
+    def has(self, weight: np.ndarray) -> bool:
+        return value_key(weight) in self.keys
+
     def of(self, weight: np.ndarray) -> np.ndarray | None:
         """The weight's sensitivity, in its shape."""
         key = value_key(weight)
@@ -164,7 +167,7 @@ class SensitiveWeights:
         return self._split[key]
 
     def summary(self) -> dict:
-        measured = sum(self.sensitivities.of(op.outputs[0].val) is not None for op in self.const_ops) \
+        measured = sum(self.sensitivities.has(op.outputs[0].val) for op in self.const_ops) \
             if self.sensitivities is not None else 0
         return {"sensitivities": self.sensitivities.path.name if self.sensitivities else None,
                 "weights_measured": measured, "groups_unweighted": sum(lut.unweighted for lut in self.luts)}
